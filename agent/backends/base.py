@@ -1,0 +1,174 @@
+"""The one interface between sleuth and any model.
+
+A backend takes a list of ``Message`` (text and images), optional
+``ToolSpec`` schemas and ``GenerationSettings`` and returns a ``Reply``
+(text, tool calls, usage, latency, cost, raw response). The agent and the
+end-to-end baseline both go through it, so a comparison isolates the method.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from sleuth.errors import SleuthError
+
+
+class BackendError(SleuthError):
+    """A model call failed for good (after retries): server error, timeout, bad reply."""
+
+    def __init__(self, message: str, *, kind: str = "error", attempts: int = 1):
+        super().__init__(message)
+        self.kind = kind  # e.g. "rate_limit", "server", "timeout", "connection", "bad_request"
+        self.attempts = attempts
+
+
+# --------------------------------------------------------------------------- content
+
+
+class TextPart(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImagePart(BaseModel):
+    """One image, already JPEG-encoded (the bytes are what the model sees and what the cache hashes)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    type: Literal["image"] = "image"
+    jpeg: bytes = Field(repr=False)
+    width: int
+    height: int
+    detail: Literal["auto", "low", "high"] | None = None
+    label: str | None = None  # e.g. "t=12.50s"; backends put it as text before the image when set
+
+    @classmethod
+    def from_array(
+        cls,
+        frame: np.ndarray,
+        *,
+        max_side: int | None = None,
+        quality: int | None = None,
+        detail: Literal["auto", "low", "high"] | None = None,
+        label: str | None = None,
+    ) -> "ImagePart":
+        """Encode an HxWx3 uint8 RGB frame as JPEG.
+
+        ``max_side=None`` keeps full resolution and ``quality=None`` uses PIL's
+        default (75): exactly MMR-V's official encoding.
+        """
+        from PIL import Image
+
+        img = Image.fromarray(np.asarray(frame))
+        if max_side and max(img.size) > max_side:
+            scale = max_side / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+        buf = io.BytesIO()
+        if quality is None:
+            img.save(buf, format="JPEG")
+        else:
+            img.save(buf, format="JPEG", quality=quality)
+        return cls(jpeg=buf.getvalue(), width=img.width, height=img.height, detail=detail, label=label)
+
+    def data_url(self) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
+
+
+ContentPart = TextPart | ImagePart
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    raw_arguments: str = ""  # what the model actually wrote
+    error: str | None = None  # set when the arguments could not be parsed as a JSON object
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[ContentPart] = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)  # assistant turns
+    tool_call_id: str | None = None  # tool turns
+    name: str | None = None  # tool turns: the tool's name
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def images(self) -> list[ImagePart]:
+        if isinstance(self.content, str):
+            return []
+        return [p for p in self.content if isinstance(p, ImagePart)]
+
+
+class ToolSpec(BaseModel):
+    """A tool the model may call: name, description, JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class GenerationSettings(BaseModel):
+    """Per-call generation settings. ``None`` means: leave it to the server's default."""
+
+    temperature: float | None = 0.0
+    max_tokens: int | None = 1024
+    timeout_s: float = 120.0
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Reply(BaseModel):
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cost_usd: float | None = None  # None: unknown price, never silently zero
+    model: str = ""
+    finish_reason: str | None = None
+    cached: bool = False  # served by the replay cache
+    raw: dict[str, Any] | None = None  # the server's response as JSON, for debugging
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend implements."""
+
+    name: str  # "openai", "transformers", ...
+    model: str
+
+    def chat(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Reply: ...

@@ -1,0 +1,144 @@
+"""The reasoning graph: a versioned, JSON-serialisable record of one agent run.
+
+Nodes are the steps (question, overview, thought, tool call, observation,
+answer); edges say what followed what (``next``), which observation prompted
+which call (``prompted``) and which observations the answer cites as
+``evidence``. One ``Trace`` is written per question; viewers (``sleuth trace``)
+and the evaluation runner read it back with ``Trace.load``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+TRACE_VERSION = 1
+
+FrameSource = Literal["overview", "search", "view", "resample"]
+NodeKind = Literal["question", "overview", "thought", "tool_call", "observation", "answer"]
+EdgeKind = Literal["next", "evidence", "prompted"]
+
+
+class FrameRef(BaseModel):
+    """A frame the agent saw (or was offered, for search hits)."""
+
+    t: float  # seconds from the start of the video
+    source: FrameSource
+    score: float | None = None  # CLIP similarity, for search hits
+    shown: bool = True  # False: a search hit listed as text, not shown as an image
+    thumb: str | None = None  # small JPEG data URL, for viewers
+
+
+class TokenUsage(BaseModel):
+    prompt: int = 0
+    completion: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+class Node(BaseModel):
+    id: str  # "n0", "n1", ...
+    kind: NodeKind
+    step: int  # planning step that produced it (0 = before the first model call)
+    text: str = ""
+    tool: str | None = None  # tool_call / observation nodes
+    arguments: dict[str, Any] | None = None  # tool_call nodes: what the model asked for
+    frames: list[FrameRef] = Field(default_factory=list)
+    tokens: TokenUsage | None = None  # model-call nodes
+    latency_s: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None  # what went wrong at this step, as the model was told
+
+
+class Edge(BaseModel):
+    source: str
+    target: str
+    kind: EdgeKind
+
+
+class FinalAnswer(BaseModel):
+    option: str | None  # a letter of the question's options, or None: no answer (counts as wrong)
+    rationale: str = ""
+    evidence: list[float] = Field(default_factory=list)  # timestamps cited
+    reason: str = "answered"  # answered | budget_exhausted | no_answer | invalid_letter | error
+    gold: str | None = None
+    correct: bool | None = None  # None when the gold answer is unknown
+
+
+class Totals(BaseModel):
+    steps: int = 0
+    model_calls: int = 0
+    frames_shown: int = 0
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    cost_usd: float | None = None  # None when any call's price is unknown
+    latency_s: float = 0.0
+
+
+class Trace(BaseModel):
+    version: int = TRACE_VERSION
+    question_id: str
+    video: str  # path as given
+    duration_s: float | None = None
+    question: str
+    options: list[str]  # "(A) text", ...
+    settings: dict[str, Any] = Field(default_factory=dict)  # budgets, perception mode, index settings
+    models: dict[str, str] = Field(default_factory=dict)  # role -> model name ("planner", "perception", "clip")
+    prompts: dict[str, str] = Field(default_factory=dict)  # prompt name -> sha256
+    nodes: list[Node] = Field(default_factory=list)
+    edges: list[Edge] = Field(default_factory=list)
+    answer: FinalAnswer | None = None
+    totals: Totals = Field(default_factory=Totals)
+    created_at: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
+    labels: list[str] = Field(default_factory=list)  # e.g. ["random-weights", "offline-demo"]
+
+    # ------------------------------------------------------------------ helpers
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def frames(self) -> list[FrameRef]:
+        """Every frame the run touched, in step order."""
+        return [f for n in self.nodes for f in n.frames]
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename): a crash never leaves half a trace."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trace-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.model_dump_json(indent=1))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trace":
+        from sleuth.errors import SleuthError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SleuthError(f"{path}: trace file not found") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SleuthError(f"{path}: not a readable JSON trace ({exc})") from None
+        version = data.get("version")
+        if version != TRACE_VERSION:
+            raise SleuthError(f"{path}: trace version {version!r}, this sleuth reads version {TRACE_VERSION}")
+        return cls.model_validate(data)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()

