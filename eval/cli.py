@@ -1,0 +1,505 @@
+"""``sleuth eval``, ``sleuth score``, ``sleuth report`` and ``sleuth data download``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from agent.backends.options import (
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_IMAGE_MAX_SIDE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOOL_MODE,
+    ApiKeyOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    DeviceOpt,
+    HeaderOpt,
+    ImageDetailOpt,
+    ImageMaxSideOpt,
+    MaxRetriesOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    PricesOpt,
+    ReplayCacheOpt,
+    TemperatureOpt,
+    TimeoutOpt,
+    ToolModeOpt,
+    backend_config_from_cli,
+)
+from tools.options import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    CacheDirOpt,
+    ClipCheckpointOpt,
+    ClipModelOpt,
+    FpsOpt,
+    MaxFramesOpt,
+    PretrainedOpt,
+    RandomWeightsOpt,
+)
+
+EVAL_PANEL = "Evaluation"
+AGENT_PANEL = "Agent budgets (method agent)"
+
+data_app = typer.Typer(
+    name="data",
+    help="Get the MMR-V benchmark: questions and videos.",
+    no_args_is_help=True,
+)
+
+
+def _console(json_output: bool = False) -> Any:
+    from rich.console import Console
+
+    # with --json, stdout carries only the JSON; everything else goes to stderr
+    return Console(stderr=True) if json_output else Console()
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def eval_command(
+    ctx: typer.Context,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", rich_help_panel=EVAL_PANEL,
+            help="Questions: a .json/.jsonl/.parquet file, a folder from `sleuth data download`, "
+            "or hf://JokerJan/MMR-VBench (needs the hub extra).",
+        ),
+    ],
+    videos: Annotated[
+        Path,
+        typer.Option("--videos", file_okay=False, rich_help_panel=EVAL_PANEL,
+                     help="Folder with the benchmark's video files (DIR/<video> or DIR/videos/<video>)."),
+    ],
+    method: Annotated[
+        Literal["uniform", "agent"],
+        typer.Option("--method", rich_help_panel=EVAL_PANEL,
+                     help="uniform: MMR-V's official end-to-end protocol (N uniform frames, one call); "
+                     "agent: the tool-using agent."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", file_okay=False, rich_help_panel=EVAL_PANEL,
+                     help="Run directory (results.jsonl, config.json, traces/). Re-running resumes it."),
+    ],
+    frames: Annotated[
+        int,
+        typer.Option("--frames", min=1, rich_help_panel=EVAL_PANEL,
+                     help="uniform: frames per question; agent: most frames shown per question (overview included)."),
+    ] = 32,
+    limit: Annotated[
+        Optional[int],
+        typer.Option("--limit", min=0, rich_help_panel=EVAL_PANEL, help="Only the first N questions of the dataset."),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", "-j", min=1, rich_help_panel=EVAL_PANEL, help="Questions answered at once."),
+    ] = 1,
+    retry_errors: Annotated[
+        bool,
+        typer.Option("--retry-errors", rich_help_panel=EVAL_PANEL,
+                     help="Re-run the questions whose recorded row is an error (finished ones are never re-run)."),
+    ] = False,
+    cot: Annotated[
+        bool,
+        typer.Option("--cot", rich_help_panel=EVAL_PANEL, help="uniform: use MMR-V's chain-of-thought template."),
+    ] = False,
+    strict_official: Annotated[
+        bool,
+        typer.Option("--strict-official", rich_help_panel=EVAL_PANEL,
+                     help="uniform: read the answer exactly like the official script (FIRST [[X]], any letter A-L) "
+                     "instead of the last [[X]] among the question's letters."),
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", rich_help_panel=EVAL_PANEL, help="Show a progress bar.")
+    ] = True,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    # -- model
+    backend: BackendOpt = DEFAULT_BACKEND,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    header: HeaderOpt = None,
+    temperature: TemperatureOpt = DEFAULT_TEMPERATURE,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOpt = DEFAULT_MAX_RETRIES,
+    tool_mode: ToolModeOpt = DEFAULT_TOOL_MODE,
+    image_max_side: ImageMaxSideOpt = DEFAULT_IMAGE_MAX_SIDE,
+    image_detail: ImageDetailOpt = None,
+    replay_cache: ReplayCacheOpt = None,
+    prices: PricesOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    perception_model: Annotated[
+        Optional[str],
+        typer.Option("--perception-model", rich_help_panel=AGENT_PANEL,
+                     help="agent: a second model (same server) that looks at frames and reports in words."),
+    ] = None,
+    # -- agent budgets
+    max_steps: Annotated[
+        Optional[int], typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL, help="agent: planning steps.")
+    ] = None,
+    overview_frames: Annotated[
+        Optional[int],
+        typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
+                     help="agent: uniform frames shown before the first step."),
+    ] = None,
+    token_budget: Annotated[
+        Optional[int],
+        typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
+                     help="agent: total prompt + completion tokens per question."),
+    ] = None,
+    # -- frame index (agent)
+    clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
+    pretrained: PretrainedOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    fps: FpsOpt = DEFAULT_FPS,
+    index_max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    cache_dir: CacheDirOpt = None,
+    clip_device: Annotated[
+        str, typer.Option("--clip-device", rich_help_panel="Frame index", help="Torch device for CLIP: auto, cpu, cuda, cuda:N, mps.")
+    ] = "auto",
+) -> None:
+    """Run a method over MMR-V questions and record one result row per question.
+
+    Re-running the same command resumes the run: finished questions are
+    skipped, never duplicated. A question that fails (missing video, server
+    error) is recorded with its reason and the run goes on.
+    """
+    from agent.backends import create_backend
+    from eval.dataset import load_questions
+    from eval.methods import create_method
+    from eval.runner import build_run_config, run_evaluation
+    from eval.uniform import official_settings
+
+    console = _console(json_output)
+    backend_config = backend_config_from_cli(
+        backend=backend, model=model, base_url=base_url, api_key=api_key, header=header,
+        temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
+        tool_mode=tool_mode, image_max_side=image_max_side, image_detail=image_detail,
+        replay_cache=replay_cache, prices=prices, device=device,
+    )
+    dataset = load_questions(data, videos)
+    for problem in dataset.invalid:
+        console.print(f"[yellow]skipping invalid row:[/] {problem}", highlight=False)
+    if not dataset.questions:
+        from eval.dataset import DatasetError
+
+        raise DatasetError(f"{dataset.source}: no valid questions")
+
+    model_backend = create_backend(backend_config)
+    settings = backend_config.generation_settings()
+    searcher = None
+    agent_config = None
+    perception_backend = None
+    index_info: dict[str, Any] | None = None
+    extra: dict[str, Any] = {}
+    if method == "uniform":
+        # the official protocol sends neither temperature nor max_tokens unless asked to
+        user_set = {name: _given_by_user(ctx, name) for name in ("temperature", "max_tokens")}
+        base = official_settings(settings)
+        settings = base.model_copy(
+            update={k: getattr(settings, k) for k, is_set in user_set.items() if is_set}
+        )
+    else:
+        from agent.config import AgentConfig
+        from tools.options import index_config_from_options
+        from tools.search import FrameSearcher
+
+        budgets: dict[str, Any] = {"max_frames": frames}
+        if max_steps is not None:
+            budgets["max_steps"] = max_steps
+        if overview_frames is not None:
+            budgets["overview_frames"] = overview_frames
+        if token_budget is not None:
+            budgets["max_tokens"] = token_budget
+        if image_max_side is not None:
+            budgets["image_max_side"] = image_max_side
+        if image_detail is not None:
+            budgets["image_detail"] = image_detail
+        if perception_model:
+            budgets["perception"] = "delegated"
+        agent_config = _agent_config(AgentConfig, budgets)
+        index_config = index_config_from_options(
+            clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
+            random_weights=random_weights, fps=fps, max_frames=index_max_frames, cache_dir=cache_dir,
+            device=clip_device,
+        )
+        searcher = FrameSearcher(index_config)
+        index_info = {
+            "settings": index_config.model_dump(mode="json"),
+            "clip_model_id": searcher.model_id,
+            "labels": searcher.labels,
+        }
+        if perception_model:
+            perception_config = backend_config.model_copy(update={"model": perception_model})
+            perception_backend = create_backend(perception_config)
+            extra["perception_backend"] = perception_config.public_dict()
+
+    labels = list(index_info["labels"]) if index_info else []
+    run_method = create_method(
+        method, backend=model_backend, frames=frames, cot=cot, strict_official=strict_official,
+        settings=settings, searcher=searcher, agent_config=agent_config,
+        perception_backend=perception_backend, labels=labels,
+    )
+    extra.update(
+        {
+            "data": {"source": dataset.source, "videos": str(videos), "questions": len(dataset.questions)},
+            "index": index_info,
+            "models": {
+                "model": backend_config.model,
+                **({"perception": perception_model} if perception_model else {}),
+                **({"clip": index_info["clip_model_id"]} if index_info else {}),
+            },
+        }
+    )
+    config = build_run_config(run_method, backend_info=backend_config.public_dict(), extra=extra)
+    cache_stats = getattr(model_backend, "cache_stats", None)
+    summary = run_evaluation(
+        dataset.questions, run_method, out, config=config, concurrency=concurrency, retry_errors=retry_errors,
+        limit=limit, invalid=dataset.invalid, progress=progress and not json_output, console=console,
+        cache_stats=cache_stats if callable(cache_stats) else None, model=backend_config.model,
+    )
+    if json_output:
+        _print_json(summary.model_dump(mode="json"))
+        return
+    _print_run_summary(console, summary)
+
+
+def _given_by_user(ctx: typer.Context, name: str) -> bool:
+    """Whether a flag came from the command line or the environment rather than its default."""
+    source = ctx.get_parameter_source(name)
+    # compared by name: typer may ship its own copy of click's ParameterSource enum
+    return source is not None and getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _agent_config(cls: Any, values: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from sleuth.errors import ConfigError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "agent"
+        raise ConfigError(f"invalid agent setting {where}: {first.get('msg')}") from None
+
+
+def _print_run_summary(console: Any, summary: Any) -> None:
+    acc = f"{100 * summary.accuracy:.1f}%" if summary.accuracy is not None else "-"
+    cost = f"${summary.cost_usd:.4f}" if summary.cost_usd is not None else "unknown"
+    console.print(
+        f"[bold]{summary.run_dir}[/]: {summary.questions} questions, {summary.already_done} already done, "
+        f"{summary.ran} run now ({summary.ok} ok, {summary.errors} errors); accuracy this run {acc}; "
+        f"tokens {summary.prompt_tokens + summary.completion_tokens:,}; cost {cost}",
+        highlight=False,
+    )
+    if summary.replay_cache:
+        console.print(
+            f"replay cache: {summary.replay_cache.get('hits', 0)} hits, {summary.replay_cache.get('misses', 0)} misses",
+            highlight=False,
+        )
+    for reason in summary.error_reasons[:10]:
+        console.print(f"[red]error[/] {reason}", highlight=False)
+    if len(summary.error_reasons) > 10:
+        console.print(f"... and {len(summary.error_reasons) - 10} more errors (see results.jsonl)")
+    if summary.errors:
+        console.print("re-run with --retry-errors to try the failed questions again")
+    console.print(f"score it with: sleuth score {summary.run_dir}", highlight=False)
+
+
+# --------------------------------------------------------------------------- score
+
+
+def score_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="results.jsonl files or run directories (ours), or MMR-V official result JSON files."),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m",
+                     help="Whose responses to score: the <model> of <model>_raw_response (official files), "
+                     "or the model column (ours)."),
+    ] = None,
+    extraction: Annotated[
+        Literal["official", "last"],
+        typer.Option("--extraction",
+                     help="Official files without a stored final_answer: 'official' re-extracts exactly as MMR-V's "
+                     "script did (first [[X]]; reproduces the published answers); 'last' takes the last [[X]] "
+                     "among the question's letters."),
+    ] = "official",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Accuracy overall, Implicit/Explicit, per L2 type and per video type, with bootstrap 95% intervals.
+
+    Also counts extraction failures and error rows, and gives the frames,
+    tokens, cost and latency per question where the file records them.
+    """
+    from eval.score import score_file
+
+    cards = [score_file(path, model=model, extraction=extraction) for path in files]
+    if json_output:
+        _print_json([c.model_dump(mode="json") for c in cards] if len(cards) > 1 else cards[0].model_dump(mode="json"))
+        return
+    console = _console()
+    for card in cards:
+        _print_scorecard(console, card)
+
+
+def _print_scorecard(console: Any, card: Any) -> None:
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    who = " / ".join(x for x in (card.method, card.model) if x)
+    table = Table(title=f"{card.source}" + (f" ({who})" if who else ""), title_justify="left")
+    table.add_column("group", no_wrap=True)
+    for name in ("n", "acc%", "95% CI", "no ans", "err"):
+        table.add_column(name, justify="right", no_wrap=True)
+    previous_kind = None
+    for group in card.groups:
+        if previous_kind is not None and group.kind != previous_kind and group.kind != "category":
+            table.add_section()
+        previous_kind = group.kind
+        style = "bold" if group.kind in ("overall", "category") else None
+        table.add_row(
+            group.name, str(group.n), pct(group.accuracy),
+            f"{pct(group.ci_low)}-{pct(group.ci_high)}" if group.ci_low is not None else "-",
+            str(group.extraction_failures), str(group.errors), style=style,
+        )
+    console.print(table)
+    per = card.per_question
+
+    def num(value: float | None, fmt: str, unit: str = "") -> str:
+        return "unknown" if value is None else format(value, fmt) + unit
+
+    console.print(
+        f"per question: frames {num(per.frames, '.1f')}, tokens {num(per.tokens, ',.0f')}, "
+        f"cost {('$' + format(per.cost_usd, '.4f')) if per.cost_usd is not None else 'unknown'}, "
+        f"latency {num(per.latency_s, '.2f', ' s')}",
+        highlight=False,
+    )
+    rules = ", ".join(f"{k} {v}" for k, v in card.extraction_rules.items())
+    if rules:
+        console.print(f"answers found by: {rules}", highlight=False)
+    if card.errors:
+        console.print(f"[yellow]{card.errors} error rows are not in the accuracy[/]", highlight=False)
+    for line in card.invalid_rows[:5]:
+        console.print(f"[yellow]skipped:[/] {line}", highlight=False)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories made by `sleuth eval`.")],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", file_okay=False, help="Where to write the report (default: ./report)."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print where the report files are, as JSON.")] = False,
+) -> None:
+    """Markdown + HTML report: per-category tables, paired comparison (McNemar), the paper's numbers, plots.
+
+    Also writes the run browser: every question, linking to its trace page.
+    """
+    from eval.report import write_report
+
+    paths = write_report(run_dirs, out or Path("report"))
+    listing = {
+        "markdown": str(paths.markdown),
+        "html": str(paths.html),
+        "json": str(paths.json),
+        "plots": [str(p) for p in paths.plots],
+        "browser": str(paths.browser) if paths.browser else None,
+    }
+    if json_output:
+        _print_json(listing)
+        return
+    console = _console()
+    console.print(f"report: {paths.markdown}\n        {paths.html}", highlight=False)
+    if paths.browser:
+        console.print(f"run browser: {paths.browser}", highlight=False)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@data_app.command("download")
+def download_command(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="Where to put the dataset.")],
+    skip_fetch: Annotated[
+        bool,
+        typer.Option("--skip-fetch", help="Do not contact the hub; join and extract the parts already in DIRECTORY."),
+    ] = False,
+    no_extract: Annotated[bool, typer.Option("--no-extract", help="Only download; leave the parts as they are.")] = False,
+    repo: Annotated[str, typer.Option("--repo", help="Dataset repository on the Hugging Face Hub.")] = "JokerJan/MMR-VBench",
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Download MMR-V (huggingface_hub), join videos.tar.part.*, extract the videos and verify them."""
+    from eval.download import DownloadError, download_dataset
+
+    console = _console(json_output)
+    summary = download_dataset(
+        directory, repo_id=repo, revision=revision, fetch=not skip_fetch, extract=not no_extract,
+        progress=not json_output, console=console,
+    )
+    verify = summary.verify
+    outcome = {
+        "root": str(summary.root),
+        "parts": [p.name for p in summary.parts],
+        "extracted_files": summary.extracted,
+        "videos_dir": str(verify.videos_dir),
+        "video_files": verify.video_files,
+        "questions_file": str(verify.questions_file) if verify.questions_file else None,
+        "referenced_videos": verify.referenced,
+        "missing_videos": verify.missing,
+    }
+    if json_output:
+        _print_json(outcome)
+    else:
+        console.print(
+            f"{verify.video_files} video files in {verify.videos_dir}"
+            + (f"; the questions name {verify.referenced}, missing {len(verify.missing)}" if verify.questions_file else ""),
+            highlight=False,
+        )
+        if verify.questions_file:
+            console.print(
+                f"evaluate with: sleuth eval --data {verify.questions_file} --videos {verify.videos_dir} ...",
+                highlight=False,
+            )
+    if not no_extract and verify.video_files == 0:
+        raise DownloadError(f"{verify.videos_dir}: no video files after extraction")
+    if verify.missing:
+        shown = ", ".join(verify.missing[:3])
+        raise DownloadError(f"{len(verify.missing)} videos named by the questions are missing (e.g. {shown})")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("score")(score_command)
+    app.command("report")(report_command)
+    app.add_typer(data_app, name="data")

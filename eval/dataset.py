@@ -1,0 +1,355 @@
+"""MMR-V questions: loading, normalisation and validation.
+
+Sources: a local JSON file (a list of records, or ``{"data": [...]}``), JSONL,
+parquet (needs ``pyarrow``), a folder holding one such file (what
+``sleuth data download`` leaves), or the hub (``hf://JokerJan/MMR-VBench``,
+needs the ``hub`` extra: ``pip install 'sleuth[hub]'``).
+
+What real records contain and how it is normalised:
+
+- ``correctAnswer`` as ``"(B)"``, ``"(B) "``, ``"B"`` or ``"(B) full option text"`` -> ``"B"``;
+- ``videoType`` in any casing -> ``Art``, ``Life``, ``TV``, ``Film``, ``Animation``,
+  ``Philosophy``; the records' ``movie`` stays its own type, spelt ``Movie``;
+- options as ``"(A) text"`` (options without a letter marker get one, in order);
+- the key is ``question_idx`` when the record has one (question texts repeat
+  across videos), else a stable hash of (video, question, options).
+
+A row that cannot be used (a missing field, an answer the options do not
+offer, duplicate option letters) becomes a ``RowError`` naming its position
+and key; the other rows load. Missing video files are not checked here: the
+runner records such a question as an error row and goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, Field
+
+from eval.categories import Category, category_of, normalise_l2, normalise_l3, normalise_video_type
+from eval.extract import option_letter
+from sleuth.errors import ConfigError, SleuthError
+
+HUB_DATASET = "JokerJan/MMR-VBench"
+HUB_PREFIX = "hf://"
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+_ANSWER = re.compile(r"^\s*[\(\[]?\s*([A-La-l])\s*(?:[\)\]\.:]|$)")
+
+# Field names as MMR-V's records spell them, then tolerated alternatives.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "video": ("video", "video_name", "video_path"),
+    "question": ("question",),
+    "options": ("options", "choices"),
+    "answer": ("correctAnswer", "answer", "correct_answer"),
+    "video_type": ("videoType", "video_type"),
+    "l2": ("abilityType_L2", "l2"),
+    "l3": ("abilityType_L3", "l3"),
+    "key": ("question_idx", "question_id"),
+}
+
+
+class DatasetError(SleuthError):
+    """The dataset as a whole cannot be read (missing file, unreadable format)."""
+
+
+class RowError(SleuthError):
+    """One record cannot be used; names its position and key."""
+
+    def __init__(self, index: int, key: str | None, reason: str, *, source: str = ""):
+        where = f"{source}: " if source else ""
+        ident = f"row {index}" + (f" (question {key})" if key else "")
+        super().__init__(f"{where}{ident}: {reason}")
+        self.index = index
+        self.key = key
+        self.reason = reason
+
+
+class Question(BaseModel):
+    """One multiple-choice question, normalised."""
+
+    question_id: str
+    video: str  # file name as the record gives it
+    video_path: Path | None = None  # resolved against the video folder, when one was given
+    video_type: str = ""
+    question: str
+    options: list[str]  # "(A) text", ...
+    letters: list[str]  # ["A", "B", ...], in option order
+    answer: str  # the gold letter
+    l2: str = ""
+    l3: str = ""
+    category: Category = "unknown"
+    record: dict[str, Any] = Field(default_factory=dict, repr=False)  # the source record, untouched
+
+    def video_file(self) -> Path:
+        return self.video_path if self.video_path is not None else Path(self.video)
+
+
+class LoadedDataset(BaseModel):
+    source: str
+    questions: list[Question]
+    invalid: list[RowError] = Field(default_factory=list)
+
+    model_config = {"arbitrary_types_allowed": True}
+
+
+# --------------------------------------------------------------------------- keys and fields
+
+
+def stable_key(video: str, question: str, options: list[str]) -> str:
+    """A key that does not change between runs or machines (sha1 of the identifying fields)."""
+    blob = json.dumps([video, question, options], ensure_ascii=False, separators=(",", ":"))
+    return "q" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _field(record: dict[str, Any], name: str) -> Any:
+    for alias in _FIELDS[name]:
+        if alias in record and record[alias] is not None:
+            return record[alias]
+    return None
+
+
+def _key_of(record: dict[str, Any]) -> str | None:
+    raw = _field(record, "key")
+    if raw is None or isinstance(raw, (dict, list)):
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def parse_answer_letter(value: Any) -> str | None:
+    """``"(B) "`` / ``"B"`` / ``"(b) text"`` -> ``"B"``; None when no letter can be read."""
+    if not isinstance(value, str):
+        return None
+    match = _ANSWER.match(value)
+    if match:
+        return match.group(1).upper()
+    return option_letter(value)
+
+
+def _normalise_options(raw: Any) -> tuple[list[str], list[str]]:
+    if isinstance(raw, str):
+        raise ValueError("'options' is a string, expected a list of \"(X) text\" items")
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValueError("'options' is empty or not a list")
+    if len(raw) > 12:
+        raise ValueError(f"{len(raw)} options; MMR-V questions have at most 12 (A-L)")
+    options: list[str] = []
+    letters: list[str] = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"option {position + 1} is empty or not text")
+        text = item.strip()
+        letter = option_letter(text)
+        if letter is None:  # unmarked options get letters in order
+            letter = "ABCDEFGHIJKL"[position]
+            text = f"({letter}) {text}"
+        options.append(text)
+        letters.append(letter)
+    duplicates = sorted({x for x in letters if letters.count(x) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate option letters {', '.join(duplicates)}")
+    return options, letters
+
+
+def normalise_record(
+    record: Any, index: int, *, videos_dir: Path | None = None, source: str = ""
+) -> Question:
+    """Validate and normalise one raw record; raises ``RowError`` naming the row."""
+    if not isinstance(record, dict):
+        raise RowError(index, None, f"expected an object, got {type(record).__name__}", source=source)
+    key = _key_of(record)
+
+    def fail(reason: str) -> RowError:
+        return RowError(index, key, reason, source=source)
+
+    missing = [name for name in ("video", "question", "options", "answer") if _field(record, name) in (None, "")]
+    if missing:
+        names = ", ".join(_FIELDS[m][0] for m in missing)
+        raise fail(f"missing field(s): {names}")
+    video = str(_field(record, "video")).strip()
+    question = str(_field(record, "question"))
+    try:
+        options, letters = _normalise_options(_field(record, "options"))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    raw_answer = _field(record, "answer")
+    answer = parse_answer_letter(raw_answer)
+    if answer is None:
+        raise fail(f"cannot read an answer letter from correctAnswer={raw_answer!r}")
+    if answer not in letters:
+        raise fail(f"answer {answer!r} is not one of the options ({''.join(letters)})")
+
+    l2 = normalise_l2(_field(record, "l2"))
+    return Question(
+        question_id=key or stable_key(video, question, options),
+        video=video,
+        video_path=resolve_video(videos_dir, video) if videos_dir is not None else None,
+        video_type=normalise_video_type(_field(record, "video_type")),
+        question=question,
+        options=options,
+        letters=letters,
+        answer=answer,
+        l2=l2,
+        l3=normalise_l3(_field(record, "l3")),
+        category=category_of(l2),
+        record=record,
+    )
+
+
+def resolve_video(videos_dir: Path, video: str) -> Path:
+    """``DIR/<video>``, or ``DIR/videos/<video>`` (the layout the benchmark's archive extracts to)."""
+    direct = videos_dir / video
+    if direct.exists():
+        return direct
+    nested = videos_dir / "videos" / video
+    return nested if nested.exists() else direct
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_json(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if isinstance(data, dict):
+        for name in ("data", "questions", "test"):
+            if isinstance(data.get(name), list):
+                return data[name]
+        raise DatasetError(f"{path}: a JSON object without a 'data' list of questions")
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a list of question records")
+    return data
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    rows: list[Any] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            # keep the position: the normaliser turns it into a RowError naming the line
+            rows.append(_Unparsable(f"line {number} is not valid JSON ({exc.msg})"))
+    return rows
+
+
+def _read_parquet(path: Path) -> list[Any]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise DatasetError(f"{path}: not a readable parquet file ({exc})") from None
+
+
+class _Unparsable:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _read_hub(name: str) -> list[Any]:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            f"loading {name} from the hub needs the 'datasets' package: pip install 'sleuth[hub]' "
+            f"(or run `sleuth data download DIR` and pass --data DIR)"
+        ) from None
+    try:
+        return list(datasets.load_dataset(name, split="test"))
+    except Exception as exc:
+        raise DatasetError(
+            f"could not load {name} from the hub ({type(exc).__name__}: {exc}); offline? "
+            f"run `sleuth data download DIR` where there is network and pass --data DIR"
+        ) from None
+
+
+def find_data_file(folder: Path) -> Path:
+    """The questions file inside a folder (e.g. a ``sleuth data download`` snapshot)."""
+    candidates = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix in DATA_SUFFIXES and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)  # e.g. the hub's .cache/
+    )
+    candidates = [p for p in candidates if p.name not in ("config.json", "dataset_info.json")]
+    if not candidates:
+        raise DatasetError(f"{folder}: no .json, .jsonl or .parquet questions file in this folder")
+    if len(candidates) > 1:
+        names = ", ".join(str(p.relative_to(folder)) for p in candidates[:5])
+        raise DatasetError(f"{folder}: several possible questions files ({names}); pass one with --data")
+    return candidates[0]
+
+
+def read_records(source: str | Path) -> tuple[str, list[Any]]:
+    """Raw records from a file, a folder or the hub; returns (source description, records)."""
+    text = str(source)
+    if text == "hub" or text.startswith(HUB_PREFIX):
+        name = text[len(HUB_PREFIX):] if text.startswith(HUB_PREFIX) else HUB_DATASET
+        return f"{HUB_PREFIX}{name}", _read_hub(name)
+    path = Path(source)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if path.is_dir():
+        path = find_data_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return str(path), _read_json(path)
+    if suffix == ".jsonl":
+        return str(path), _read_jsonl(path)
+    if suffix == ".parquet":
+        return str(path), _read_parquet(path)
+    raise DatasetError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .json, .jsonl or .parquet")
+
+
+def normalise_records(
+    records: Iterable[Any], *, videos_dir: Path | None = None, source: str = ""
+) -> LoadedDataset:
+    questions: list[Question] = []
+    invalid: list[RowError] = []
+    seen: dict[str, int] = {}
+    for index, record in enumerate(records):
+        try:
+            if isinstance(record, _Unparsable):
+                raise RowError(index, None, record.reason, source=source)
+            question = normalise_record(record, index, videos_dir=videos_dir, source=source)
+            if question.question_id in seen:
+                raise RowError(
+                    index, question.question_id, f"duplicate key (first seen at row {seen[question.question_id]})",
+                    source=source,
+                )
+        except RowError as exc:
+            invalid.append(exc)
+            continue
+        seen[question.question_id] = index
+        questions.append(question)
+    return LoadedDataset(source=source, questions=questions, invalid=invalid)
+
+
+def load_questions(source: str | Path, videos_dir: str | Path | None = None) -> LoadedDataset:
+    """Load and normalise MMR-V questions.
+
+    ``source``: a .json / .jsonl / .parquet file, a folder holding one, ``hub``
+    or ``hf://<dataset>``. ``videos_dir``: where the video files are (resolves
+    ``Question.video_path``). Invalid rows are collected in ``.invalid``.
+    """
+    description, records = read_records(source)
+    folder = Path(videos_dir) if videos_dir is not None else None
+    if folder is not None and not folder.is_dir():
+        raise DatasetError(f"{folder}: video folder not found")
+    return normalise_records(records, videos_dir=folder, source=description)

@@ -1,0 +1,400 @@
+"""Comparison reports over run directories: markdown + HTML, with plots.
+
+``write_report([run_a, run_b], out_dir)`` writes ``report.md``, ``report.html``
+(self-contained: plots embedded), the plots as PNG files, ``report.json``
+(the same numbers, for scripts) and the run browser (``eval.browser``).
+
+Contents: one summary row per run next to the MMR-V paper's reported numbers
+(clearly labelled: not run here), each run's per-category table (overall,
+Implicit/Explicit, each L2 type, each video type; bootstrap 95% intervals),
+a paired comparison of every two runs on the questions both answered
+(accuracy deltas per category, McNemar's exact test), and two plots:
+accuracy per category and accuracy against frames shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from eval.categories import ALL_L2
+from eval.results import CONFIG_FILE, RESULTS_FILE
+from eval.score import Scorecard, ScoredItem, load_items, score_items
+from eval.stats import McNemarResult, mcnemar
+from sleuth.errors import SleuthError
+
+# The MMR-V paper's reported accuracies (v1; 32 frames; overall / implicit / explicit), not runs of ours.
+PAPER_REFERENCE: list[dict[str, Any]] = [
+    {"name": "o4-mini", "overall": 52.5, "implicit": 54.6, "explicit": 47.1, "note": "32 frames"},
+    {"name": "Gemini-2.5-Flash", "overall": 51.2, "implicit": 52.9, "explicit": 46.9, "note": "32 frames"},
+    {"name": "GPT-4o", "overall": 44.0, "implicit": 46.6, "explicit": 37.6, "note": "32 frames"},
+    {"name": "Human", "overall": 86.0, "implicit": 80.6, "explicit": 91.2, "note": "200-question subset"},
+]
+REFERENCE_SOURCE = "MMR-V paper (v1), full benchmark of 1,257 questions; reported, not run here"
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+PLOT_CATEGORIES = "accuracy_by_category.png"
+PLOT_FRAMES = "accuracy_vs_frames.png"
+BROWSER_DIR = "browser"
+
+
+class ReportError(SleuthError):
+    """A run directory cannot be reported on."""
+
+
+@dataclass
+class RunData:
+    name: str
+    path: Path
+    config: dict[str, Any]
+    items: list[ScoredItem]
+    scorecard: Scorecard
+
+    @property
+    def ok_items(self) -> dict[str, ScoredItem]:
+        return {i.question_id: i for i in self.items if i.status == "ok"}
+
+
+class ComparisonRow(BaseModel):
+    kind: str
+    name: str
+    n: int
+    accuracy_a: float | None
+    accuracy_b: float | None
+    delta: float | None  # b - a
+    only_a: int
+    only_b: int
+    p_value: float | None
+
+
+class Comparison(BaseModel):
+    run_a: str
+    run_b: str
+    shared: int
+    rows: list[ComparisonRow]
+
+
+@dataclass
+class ReportPaths:
+    markdown: Path
+    html: Path
+    json: Path
+    plots: list[Path] = field(default_factory=list)
+    browser: Path | None = None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a run directory")
+    if not (path / RESULTS_FILE).is_file():
+        raise ReportError(f"{path}: no {RESULTS_FILE} in this directory (not a run directory?)")
+    config: dict[str, Any] = {}
+    config_path = path / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportError(f"{config_path}: unreadable run configuration ({exc})") from None
+    items, facts = load_items(path / RESULTS_FILE)
+    if facts.get("format") != "sleuth":
+        raise ReportError(f"{path / RESULTS_FILE}: not a sleuth results file")
+    return RunData(
+        name=path.name,
+        path=path,
+        config=config,
+        items=items,
+        scorecard=score_items(items, source=str(path), facts=facts),
+    )
+
+
+def _unique_names(runs: list[RunData]) -> None:
+    seen: dict[str, int] = {}
+    for run in runs:
+        seen[run.name] = seen.get(run.name, 0) + 1
+    for run in runs:
+        if seen[run.name] > 1:
+            run.name = str(run.path)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _groups_of(item: ScoredItem) -> list[tuple[str, str]]:
+    groups = [("overall", "Overall")]
+    if item.category in ("implicit", "explicit"):
+        groups.append(("category", item.category.capitalize()))
+    if item.l2:
+        groups.append(("l2", item.l2))
+    if item.video_type:
+        groups.append(("video_type", item.video_type))
+    return groups
+
+
+def compare_runs(a: RunData, b: RunData) -> Comparison:
+    """Paired comparison on the questions both runs answered (status ok in both)."""
+    a_items, b_items = a.ok_items, b.ok_items
+    shared = [qid for qid in a_items if qid in b_items]
+    buckets: dict[tuple[str, str], list[str]] = {}
+    for qid in shared:
+        for key in _groups_of(a_items[qid]):
+            buckets.setdefault(key, []).append(qid)
+
+    def order(key: tuple[str, str]) -> tuple[int, int, str]:
+        kind_rank = {"overall": 0, "category": 1, "l2": 2, "video_type": 3}[key[0]]
+        l2_rank = ALL_L2.index(key[1]) if key[0] == "l2" and key[1] in ALL_L2 else 99
+        return kind_rank, l2_rank, key[1]
+
+    rows = []
+    for key in sorted(buckets, key=order):
+        qids = buckets[key]
+        result: McNemarResult = mcnemar([a_items[q].correct for q in qids], [b_items[q].correct for q in qids])
+        acc_a = (result.both_correct + result.only_a) / result.n
+        acc_b = (result.both_correct + result.only_b) / result.n
+        rows.append(
+            ComparisonRow(
+                kind=key[0], name=key[1], n=result.n, accuracy_a=acc_a, accuracy_b=acc_b,
+                delta=acc_b - acc_a, only_a=result.only_a, only_b=result.only_b, p_value=result.p_value,
+            )
+        )
+    return Comparison(run_a=a.name, run_b=b.name, shared=len(shared), rows=rows)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _color(position: int) -> str:
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return cycle[position % len(cycle)]
+
+
+def _plot_categories(runs: list[RunData], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels: list[tuple[str, str]] = [("overall", "Overall"), ("category", "Implicit"), ("category", "Explicit")]
+    for name in ALL_L2:
+        if any(g.kind == "l2" and g.name == name and g.n for r in runs for g in r.scorecard.groups):
+            labels.append(("l2", name))
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(runs))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(labels) + 2), 4.8))
+    for position, run in enumerate(runs):
+        heights, low_err, high_err = [], [], []
+        for kind, name in labels:
+            try:
+                group = run.scorecard.group(kind, name)  # type: ignore[arg-type]
+            except KeyError:
+                group = None
+            if group is None or group.accuracy is None:
+                heights.append(0.0), low_err.append(0.0), high_err.append(0.0)
+                continue
+            heights.append(100 * group.accuracy)
+            low_err.append(100 * (group.accuracy - (group.ci_low or group.accuracy)))
+            high_err.append(100 * ((group.ci_high or group.accuracy) - group.accuracy))
+        ax.bar(
+            x + (position - (len(runs) - 1) / 2) * width, heights, width,
+            yerr=[low_err, high_err], capsize=2, label=run.name, color=_color(position),
+            error_kw={"elinewidth": 0.8, "ecolor": "#444444"},
+        )
+    ax.set_xticks(x)
+    ax.set_xticklabels([name for _, name in labels], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 112)  # headroom for the legend above the 100% line
+    ax.set_yticks(range(0, 101, 20))
+    ax.axhline(100, color="#cccccc", linewidth=0.6)
+    ax.set_title("Accuracy per category (error bars: bootstrap 95% CI)")
+    ax.legend(fontsize=8, loc="upper right", ncol=max(1, len(runs)), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_frames(runs: list[RunData], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for position, run in enumerate(runs):
+        ok = [i for i in run.items if i.status == "ok" and i.frames is not None]
+        if not ok:
+            continue
+        overall = run.scorecard.overall
+        mean_frames = sum(i.frames or 0 for i in ok) / len(ok)
+        distinct = sorted({i.frames for i in ok})
+        if len(distinct) > 1:  # frames vary per question (the agent): accuracy per frames-shown value
+            xs, ys, sizes = [], [], []
+            for frames in distinct:
+                bucket = [i for i in ok if i.frames == frames]
+                xs.append(frames)
+                ys.append(100 * sum(i.correct for i in bucket) / len(bucket))
+                sizes.append(12 + 6 * len(bucket))
+            ax.scatter(xs, ys, s=sizes, alpha=0.3, color=_color(position))
+        if overall.accuracy is not None:
+            low = 100 * (overall.accuracy - (overall.ci_low or overall.accuracy))
+            high = 100 * ((overall.ci_high or overall.accuracy) - overall.accuracy)
+            ax.errorbar(
+                [mean_frames], [100 * overall.accuracy], yerr=[[low], [high]], fmt="o", capsize=4,
+                markersize=8, label=f"{run.name} (mean {mean_frames:.1f} frames)", color=_color(position),
+            )
+    ax.set_xlim(left=0)
+    ax.set_xlabel("frames shown per question")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy vs frames shown\n(large: whole run with 95% CI; faint: questions grouped by frames shown)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _signed_pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"${value:.4f}"
+
+
+def _pvalue(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+_KIND_LABELS = {"overall": "", "category": "", "l2": "ability (L2)", "video_type": "video type"}
+
+
+def _kind_label(kind: str) -> str:
+    return _KIND_LABELS.get(kind, kind)
+
+
+def _ci(group: Any) -> str:
+    if getattr(group, "ci_low", None) is None or getattr(group, "ci_high", None) is None:
+        return "–"
+    return f"{100 * group.ci_low:.1f}–{100 * group.ci_high:.1f}"
+
+
+def _environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("eval", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(kind=_kind_label, ci=_ci, pct=_pct, signed_pct=_signed_pct, num=_num, money=_money, pvalue=_pvalue)
+    return env
+
+
+def _run_summary(run: RunData) -> dict[str, Any]:
+    card = run.scorecard
+    config = run.config
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "method": config.get("method") or card.method,
+        "model": config.get("model") or card.model,
+        "frames_setting": config.get("frames"),
+        "card": card,
+        "overall": card.overall,
+        "implicit": card.group("category", "Implicit"),
+        "explicit": card.group("category", "Explicit"),
+        "labels": (config.get("method_settings") or {}).get("labels") or [],
+    }
+
+
+def build_report_data(runs: list[RunData]) -> dict[str, Any]:
+    comparisons = [compare_runs(a, b) for a, b in combinations(runs, 2)]
+    return {
+        "title": "MMR-V evaluation report",
+        "generated_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "runs": [_run_summary(r) for r in runs],
+        "comparisons": comparisons,
+        "reference": PAPER_REFERENCE,
+        "reference_source": REFERENCE_SOURCE,
+    }
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True) -> ReportPaths:
+    """Write the report for one or more run directories into ``out_dir``."""
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    _unique_names(runs)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
+
+    plots = [_plot_categories(runs, out / PLOT_CATEGORIES), _plot_frames(runs, out / PLOT_FRAMES)]
+    paths = ReportPaths(markdown=out / REPORT_MD, html=out / REPORT_HTML, json=out / REPORT_JSON, plots=plots)
+    if browser:
+        from eval.browser import write_run_browser
+
+        paths.browser = write_run_browser([r.path for r in runs], out / BROWSER_DIR)
+    browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
+
+    data = build_report_data(runs)
+    env = _environment()
+    markdown = env.get_template("report.md.j2").render(
+        **data, plots=[p.name for p in plots], browser_link=browser_link
+    )
+    embedded = [
+        {"name": p.name, "data": "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")}
+        for p in plots
+    ]
+    html = env.get_template("report.html.j2").render(**data, plots=embedded, browser_link=browser_link)
+
+    paths.markdown.write_text(markdown, encoding="utf-8")
+    paths.html.write_text(html, encoding="utf-8")
+    paths.json.write_text(
+        json.dumps(
+            {
+                "runs": [
+                    {"name": r.name, "path": str(r.path), "config": r.config, "score": r.scorecard.model_dump(mode="json")}
+                    for r in runs
+                ],
+                "comparisons": [c.model_dump(mode="json") for c in data["comparisons"]],
+                "reference": {"source": REFERENCE_SOURCE, "rows": PAPER_REFERENCE},
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return paths
