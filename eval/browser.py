@@ -1,0 +1,317 @@
+"""The run browser: an index of every question in one or more run directories.
+
+``write_run_browser(run_dirs, out_dir)`` writes ``out_dir/index.html`` (a
+sortable, filterable table of every question per run with a summary per run),
+one trace page per question that has a trace (``traces/<run>/<question>.html``)
+and, where runs share a question (say agent and uniform baseline), a
+side-by-side page (``compare/<question>.html``). Malformed rows and unreadable
+traces are listed on the index page; the rest is written regardless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.trace import Trace
+from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow
+from eval.trace_html import (
+    fill_missing_thumbnails,
+    render_trace_html,
+    template_env,
+    timeline_context,
+    verdict,
+)
+from sleuth.errors import SleuthError
+
+INDEX_FILE = "index.html"
+TRACE_PAGES_DIR = "traces"
+COMPARE_DIR = "compare"
+
+
+@dataclass
+class RunData:
+    """One run directory as read from disk."""
+
+    path: Path
+    label: str
+    config: dict[str, Any]
+    rows: dict[str, ResultRow]  # question_id -> latest row
+    problems: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "row"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def read_results(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
+    """Rows by question id (a later row for the same question supersedes an earlier one) and problems found."""
+    rows: dict[str, ResultRow] = {}
+    problems: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SleuthError(f"{path}: cannot read results ({exc})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = ResultRow.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{number}: not valid JSON ({exc.msg})")
+            continue
+        except ValidationError as exc:
+            problems.append(f"{path}:{number}: not a result row ({_first_error(exc)})")
+            continue
+        rows.pop(row.question_id, None)  # keep the order in which the latest rows arrived
+        rows[row.question_id] = row
+    return rows, problems
+
+
+def load_run(run_dir: Path, label: str | None = None) -> RunData:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SleuthError(f"{run_dir}: not a run directory (it does not exist or is not a folder)")
+    results = run_dir / RESULTS_FILE
+    if not results.is_file():
+        raise SleuthError(f"{run_dir}: no {RESULTS_FILE} in it; is this a run directory?")
+    problems: list[str] = []
+    config: dict[str, Any] = {}
+    config_path = run_dir / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            loaded = json.loads(config_path.read_text(encoding="utf-8"))
+            config = loaded if isinstance(loaded, dict) else {}
+        except (OSError, json.JSONDecodeError) as exc:
+            problems.append(f"{config_path}: unreadable ({exc})")
+    rows, row_problems = read_results(results)
+    return RunData(path=run_dir, label=label or run_dir.name, config=config, rows=rows, problems=problems + row_problems)
+
+
+def trace_path(run: RunData, row: ResultRow) -> Path | None:
+    """Where the row's trace lives, if it has one on disk."""
+    if row.trace:
+        candidate = Path(row.trace)
+        return candidate if candidate.is_absolute() else run.path / candidate
+    fallback = run.path / TRACES_DIR / f"{row.question_id}.json"
+    return fallback if fallback.is_file() else None
+
+
+def load_trace(path: Path) -> Trace:
+    try:
+        return Trace.load(path)
+    except ValidationError as exc:
+        raise SleuthError(f"{path}: not a valid trace ({_first_error(exc)})") from None
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def safe_name(text: str) -> str:
+    """A file name for a question id or run label; ids that need changing get a short hash to stay unique."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "item"
+    if cleaned == text:
+        return text
+    return f"{cleaned[:80]}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def _unique_labels(run_dirs: list[Path]) -> list[str]:
+    labels: list[str] = []
+    seen: Counter[str] = Counter()
+    for path in run_dirs:
+        base = Path(path).resolve().name or "run"
+        seen[base] += 1
+        labels.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return labels
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def run_summary(run: RunData) -> dict[str, Any]:
+    rows = list(run.rows.values())
+    by_category = {}
+    for category in ("implicit", "explicit"):
+        subset = [r for r in rows if r.category == category]
+        by_category[category] = (sum(r.correct for r in subset) / len(subset)) if subset else None
+    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    methods = sorted({r.method for r in rows})
+    models = sorted({r.model for r in rows if r.model})
+    return {
+        "label": run.label,
+        "path": str(run.path),
+        "method": ", ".join(methods) or str(run.config.get("method", "")),
+        "model": ", ".join(models) or str(run.config.get("model", "")),
+        "questions": len(rows),
+        "correct": sum(r.correct for r in rows),
+        "accuracy": (sum(r.correct for r in rows) / len(rows)) if rows else None,
+        "implicit": by_category["implicit"],
+        "explicit": by_category["explicit"],
+        "errors": sum(r.status == "error" for r in rows),
+        "mean_frames": _mean([r.frames for r in rows]),
+        "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
+        "cost": sum(costs) if costs else None,
+        "unpriced": sum(r.cost_usd is None for r in rows),
+        "mean_latency": _mean([r.latency_s for r in rows]),
+    }
+
+
+def pair_summaries(runs: list[RunData]) -> list[dict[str, Any]]:
+    """For each pair of runs: on their shared questions, who got what right."""
+    pairs = []
+    for a, b in combinations(runs, 2):
+        shared = [q for q in a.rows if q in b.rows]
+        if not shared:
+            continue
+        ra = [a.rows[q].correct for q in shared]
+        rb = [b.rows[q].correct for q in shared]
+        pairs.append(
+            {
+                "a": a.label,
+                "b": b.label,
+                "shared": len(shared),
+                "both": sum(x and y for x, y in zip(ra, rb)),
+                "only_a": sum(x and not y for x, y in zip(ra, rb)),
+                "only_b": sum(y and not x for x, y in zip(ra, rb)),
+                "neither": sum(not x and not y for x, y in zip(ra, rb)),
+            }
+        )
+    return pairs
+
+
+def _result_word(row: ResultRow) -> str:
+    if row.status == "error":
+        return "error"
+    return "correct" if row.correct else "wrong"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SleuthError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_video: bool = False) -> Path:
+    """Write the run browser for ``run_dirs`` into ``out_dir`` and return the index page's path.
+
+    ``thumbnails_from_video`` decodes missing thumbnails from each trace's
+    video when the file is reachable (slow on a full benchmark run).
+    """
+    if not run_dirs:
+        raise SleuthError("no run directories given")
+    out_dir = Path(out_dir)
+    runs = [load_run(Path(d), label) for d, label in zip(run_dirs, _unique_labels(list(run_dirs)))]
+    problems = [p for run in runs for p in run.problems]
+
+    question_ids = sorted({q for run in runs for q in run.rows}, key=_natural_key)
+    runs_per_question = {q: [run for run in runs if q in run.rows] for q in question_ids}
+    env = template_env()
+    compare_template = env.get_template("browser.html.j2")
+
+    entries: list[dict[str, Any]] = []
+    for qid in question_ids:
+        present = runs_per_question[qid]
+        compare_rel = f"{COMPARE_DIR}/{safe_name(qid)}.html" if len(present) > 1 else None
+        outcomes = {run.rows[qid].correct for run in present}
+        columns = []
+        for run in present:
+            row = run.rows[qid]
+            trace_rel, trace_problem, trace = None, None, None
+            source = trace_path(run, row)
+            if source is not None:
+                try:
+                    trace = load_trace(source)
+                except SleuthError as exc:
+                    trace_problem = str(exc)
+                    problems.append(f"{run.label} / {qid}: {exc}")
+            if trace is not None:
+                trace_rel = f"{TRACE_PAGES_DIR}/{safe_name(run.label)}/{safe_name(qid)}.html"
+                note = None
+                if thumbnails_from_video:
+                    trace, note = fill_missing_thumbnails(trace)
+                _write(
+                    out_dir / trace_rel,
+                    render_trace_html(trace, back_link=f"../../{INDEX_FILE}", back_label="run index", note=note),
+                )
+            entry = {
+                "qid": qid,
+                "run": run.label,
+                "row": row,
+                "result": _result_word(row),
+                "trace_href": trace_rel,
+                "trace_problem": trace_problem,
+                "compare_href": compare_rel,
+                "disagree": len(outcomes) > 1,
+                "tokens": row.prompt_tokens + row.completion_tokens,
+            }
+            entries.append(entry)
+            columns.append(
+                {
+                    **entry,
+                    "timeline": timeline_context(trace) if trace is not None else None,
+                    "verdict": verdict(trace) if trace is not None else None,
+                    "rationale": trace.answer.rationale if trace is not None and trace.answer else "",
+                    "steps": trace.totals.steps if trace is not None else None,
+                }
+            )
+        if compare_rel:
+            first = present[0].rows[qid]
+            _write(
+                out_dir / compare_rel,
+                compare_template.render(
+                    page="compare",
+                    title=f"{qid} · side by side",
+                    qid=qid,
+                    question=next((r.rows[qid].question for r in present if r.rows[qid].question), ""),
+                    options=next((r.rows[qid].options for r in present if r.rows[qid].options), []),
+                    gold=first.gold,
+                    columns=columns,
+                    disagree=len(outcomes) > 1,
+                ),
+            )
+
+    index = out_dir / INDEX_FILE
+    _write(
+        index,
+        compare_template.render(
+            page="index",
+            title="sleuth runs · " + ", ".join(run.label for run in runs),
+            runs=[run_summary(run) for run in runs],
+            pairs=pair_summaries(runs),
+            entries=entries,
+            problems=problems,
+            categories=sorted({e["row"].category for e in entries}),
+            video_types=sorted({e["row"].video_type for e in entries if e["row"].video_type}),
+            methods=sorted({e["row"].method for e in entries}),
+        ),
+    )
+    return index
+
+
+__all__ = ["RunData", "load_run", "read_results", "run_summary", "safe_name", "write_run_browser"]
