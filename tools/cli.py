@@ -1,0 +1,249 @@
+"""``sleuth index`` and ``sleuth search``: build frame indexes and search them by text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tools.options import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MIN_GAP_S,
+    CacheDirOpt,
+    ClipCheckpointOpt,
+    ClipModelOpt,
+    DeviceOpt,
+    FpsOpt,
+    MaxFramesOpt,
+    MinGapOpt,
+    PretrainedOpt,
+    RandomWeightsOpt,
+    index_config_from_options,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: scores are meaningless (smoke run)"
+
+
+def format_time(t: float) -> str:
+    """Seconds as m:ss.ss (h:mm:ss.ss past an hour)."""
+    minutes, seconds = divmod(max(0.0, t), 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{seconds:05.2f}"
+    return f"{minutes}:{seconds:05.2f}"
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _title(base: str, model_id: str, labels: list[str]) -> str:
+    title = f"{base} · {model_id}"
+    if labels:
+        title += f" · [bold red]{RANDOM_WEIGHTS_WARNING}[/]"
+    return title
+
+
+def index_command(
+    videos: Annotated[list[Path], typer.Argument(help="Video files to index.", show_default=False)],
+    as_json: JsonOpt = False,
+    clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
+    pretrained: PretrainedOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Sample each video at --fps, embed the frames with CLIP and cache the index.
+
+    A second run on the same file (same content, model and sampling) is a
+    cache hit and decodes nothing. Videos that cannot be read are reported
+    one line each; the others are still indexed, and the exit status is 2.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from tools.search import FrameSearcher
+    from tools.video import VideoError
+
+    config = index_config_from_options(
+        clip_model=clip_model,
+        pretrained=pretrained,
+        clip_checkpoint=clip_checkpoint,
+        random_weights=random_weights,
+        fps=fps,
+        max_frames=max_frames,
+        cache_dir=cache_dir,
+        device=device,
+    )
+    searcher = FrameSearcher(config)
+    err = _stderr()
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        for video in videos:
+            task = progress.add_task(video.name, total=None)
+
+            def report(done: int, total: int, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                outcome = searcher.ensure_index(video, progress=report)
+            except VideoError as exc:
+                failed += 1
+                progress.update(task, total=1, completed=0, description=f"[red]{video.name} (failed)")
+                err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+                rows.append({"video": str(video), "error": str(exc)})
+                continue
+            index = outcome.index
+            progress.update(task, total=max(1, len(index)), completed=max(1, len(index)))
+            rows.append(
+                {
+                    "video": str(video),
+                    "frames": len(index),
+                    "skipped": [{"index": i, "reason": r} for i, r in index.meta.skipped],
+                    "cache": "hit" if outcome.cache_hit else "miss",
+                    "source": outcome.source,
+                    "rebuilt_reason": outcome.rebuilt_reason,
+                    "cache_path": str(outcome.cache_path),
+                    "reader": index.meta.video.reader,
+                    "duration_s": index.meta.video.duration_s,
+                    "seconds": round(outcome.seconds, 3),
+                }
+            )
+
+    labels = searcher.labels
+    if as_json:
+        _print_json({"model": searcher.model_id, "labels": labels, "videos": rows})
+    else:
+        table = Table(
+            title=_title("Frame index", searcher.model_id, labels),
+            title_justify="left",
+            caption=f"cache: {searcher.cache_dir / 'frame-index'}",
+            caption_justify="left",
+        )
+        for column in ("video", "frames", "skipped", "cache", "reader", "seconds", "entry"):
+            table.add_column(column, overflow="fold", justify="right" if column in ("frames", "skipped", "seconds") else "left")
+        for row in rows:
+            if "error" in row:
+                table.add_row(Path(row["video"]).name, "-", "-", "[red]failed[/]", "-", "-", "-")
+                continue
+            cache = "hit" if row["cache"] == "hit" else ("rebuilt" if row["rebuilt_reason"] else "miss")
+            table.add_row(
+                Path(row["video"]).name,
+                str(row["frames"]),
+                str(len(row["skipped"])),
+                cache,
+                row["reader"],
+                f"{row['seconds']:.2f}",
+                Path(row["cache_path"]).stem[:12],
+            )
+        _stdout().print(table)
+    if failed:
+        raise typer.Exit(code=2)
+
+
+def search_command(
+    video: Annotated[Path, typer.Argument(help="Video file to search.", show_default=False)],
+    text: Annotated[str, typer.Argument(help='What to look for, e.g. "a rabbit under a tree".', show_default=False)],
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits to return.")] = 5,
+    start: Annotated[Optional[float], typer.Option("--start", help="Search only from this time (s).")] = None,
+    end: Annotated[Optional[float], typer.Option("--end", help="Search only up to this time (s).")] = None,
+    min_gap: MinGapOpt = DEFAULT_MIN_GAP_S,
+    as_json: JsonOpt = False,
+    clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
+    pretrained: PretrainedOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Find the moments of VIDEO that best match TEXT (CLIP text-to-frame similarity).
+
+    Indexes the video first if it is not cached. Hits are at least --min-gap
+    seconds apart, so the k hits are k different moments.
+    """
+    from rich.table import Table
+
+    from tools.search import FrameSearcher
+
+    config = index_config_from_options(
+        clip_model=clip_model,
+        pretrained=pretrained,
+        clip_checkpoint=clip_checkpoint,
+        random_weights=random_weights,
+        fps=fps,
+        max_frames=max_frames,
+        cache_dir=cache_dir,
+        device=device,
+        min_gap_s=min_gap,
+    )
+    searcher = FrameSearcher(config)
+    outcome = searcher.ensure_index(video)
+    hits = searcher.search(video, text, k=k, start=start, end=end, min_gap_s=min_gap)
+    labels = searcher.labels
+    if as_json:
+        _print_json(
+            {
+                "video": str(video),
+                "query": text,
+                "model": searcher.model_id,
+                "labels": labels,
+                "k": k,
+                "start": start,
+                "end": end,
+                "min_gap_s": min_gap,
+                "cache": "hit" if outcome.cache_hit else "miss",
+                "hits": [hit.model_dump() for hit in hits],
+            }
+        )
+        return
+    table = Table(title=_title(f'"{text}" in {video.name}', searcher.model_id, labels), title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("score", justify="right")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), format_time(hit.t), f"{hit.t:.3f}", f"{hit.score:.4f}")
+    console = _stdout()
+    console.print(table)
+    if not hits:
+        console.print("no frames in that window were indexed; widen the window or raise --fps")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``index`` and ``search`` to the ``sleuth`` command."""
+    app.command("index", help=index_command.__doc__)(index_command)
+    app.command("search", help=search_command.__doc__)(search_command)
+
+
+__all__ = ["register", "format_time"]

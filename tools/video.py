@@ -1,0 +1,549 @@
+"""Open a video and sample frames, each with its exact presentation time.
+
+Two readers sit behind one ``Video`` class: decord (fast random access) and
+PyAV (slower, but opens and decodes nearly anything). ``open_video`` tries
+decord first and falls back to PyAV where decord cannot open or decode the
+file; ``Video.reader`` says which one is in use.
+
+Timestamps are the container's presentation times (not ``index / fps``), so
+variable-frame-rate files get true times. They are measured from the first
+frame, which is what players show.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from sleuth.errors import SleuthError
+
+ReaderName = Literal["decord", "pyav"]
+
+_DECODE_CHUNK = 16  # frames per decord batch: bounds memory, keeps seeks amortised
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class VideoError(SleuthError):
+    """A video could not be opened or read. The message names the file and the reason."""
+
+
+class VideoNotFoundError(VideoError):
+    """The path does not exist."""
+
+
+class NotAVideoError(VideoError):
+    """The file exists but holds no decodable video stream."""
+
+
+class EmptyVideoError(VideoError):
+    """The video stream has no frames."""
+
+
+class WindowError(VideoError):
+    """A time window (or sampling request) does not fit the video."""
+
+
+class DecodeError(VideoError):
+    """None of the requested frames could be decoded."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+class VideoMeta(BaseModel):
+    path: str
+    duration_s: float
+    fps: float
+    n_frames: int
+    width: int
+    height: int
+    reader: ReaderName
+
+
+@dataclass
+class Frame:
+    index: int
+    t: float  # presentation time in seconds from the first frame
+    image: np.ndarray = field(repr=False)  # HxWx3 uint8 RGB
+
+
+@dataclass
+class FrameBatch:
+    frames: list[Frame]
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (frame index, why it could not be decoded)
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [f.t for f in self.frames]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+_NATIVE_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Check failed: .*\(-?\d+ vs\. -?\d+\)\s*)?")
+
+
+def _one_line(exc: BaseException) -> str:
+    # decord's messages start with "[hh:mm:ss] /src/file.cc:123: Check failed: ...": keep the reason.
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = _NATIVE_PREFIX.sub("", text)
+    if "ERROR " in text:
+        text = text.split("ERROR ", 1)[1]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _DecordReader:
+    name: ReaderName = "decord"
+
+    def __init__(self, path: Path):
+        import decord
+
+        self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        n = len(self._vr)
+        if n == 0:
+            self.times = np.zeros(0)
+            self.duration = 0.0
+        else:
+            ts = np.asarray(self._vr.get_frame_timestamp(np.arange(n)), dtype=np.float64).reshape(n, 2)
+            # decord computes times in float32: round off the noise (1 us is far below a frame).
+            origin = ts[0, 0]
+            self.times = np.round(ts[:, 0] - origin, 6)
+            self.duration = float(np.round(max(ts[-1, 1], ts[-1, 0]) - origin, 6))
+        self.fps = float(self._vr.get_avg_fps() or 0.0)
+        shape = self._vr[0].shape if n else (0, 0, 3)
+        self.height, self.width = int(shape[0]), int(shape[1])
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        for start in range(0, len(indices), _DECODE_CHUNK):
+            chunk = list(indices[start : start + _DECODE_CHUNK])
+            try:
+                images = self._vr.get_batch(chunk).asnumpy()
+            except Exception:
+                # One bad frame fails the whole batch: retry one by one to find which.
+                for i in chunk:
+                    try:
+                        yield i, self._vr[i].asnumpy(), None
+                    except Exception as exc:
+                        yield i, None, f"decord: {_one_line(exc)}"
+                continue
+            for i, image in zip(chunk, images):
+                yield i, image, None
+
+    def close(self) -> None:
+        self._vr = None
+
+
+class _PyAVReader:
+    name: ReaderName = "pyav"
+
+    def __init__(self, path: Path):
+        import av
+
+        self._av = av
+        self._container = av.open(str(path))
+        try:
+            if not self._container.streams.video:
+                raise _NoVideoStream()
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self._scan_packets()
+        except BaseException:
+            self._container.close()
+            raise
+        ctx = self._stream.codec_context
+        self.width, self.height = int(ctx.width or 0), int(ctx.height or 0)
+
+    def _scan_packets(self) -> None:
+        """Frame times from packet timestamps: demuxing only, no decoding."""
+        stream = self._stream
+        pts: list[int] = []
+        keys: list[int] = []
+        last_duration = 0
+        for packet in self._container.demux(stream):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None or packet.size == 0:
+                continue
+            pts.append(stamp)
+            if packet.is_keyframe:
+                keys.append(stamp)
+            last_duration = packet.duration or last_duration
+        pts.sort()
+        self._pts = pts
+        self._keys = sorted(keys)
+        tb = float(stream.time_base)
+        rate = stream.average_rate or stream.guessed_rate
+        if pts:
+            origin = pts[0]
+            self.times = (np.asarray(pts, dtype=np.float64) - origin) * tb
+            step = last_duration * tb or (1.0 / float(rate) if rate else 0.0)
+            self.duration = float(self.times[-1] + step)
+        else:
+            self.times = np.zeros(0)
+            self.duration = 0.0
+        self.fps = float(rate) if rate else (len(pts) / self.duration if self.duration > 0 else 0.0)
+
+    def _needs_seek(self, current_pts: int | None, target_pts: int) -> bool:
+        if current_pts is None or current_pts > target_pts:
+            return True
+        # Seeking pays off when a keyframe lies between here and the target.
+        k = bisect.bisect_right(self._keys, current_pts)
+        return k < len(self._keys) and self._keys[k] <= target_pts
+
+    def read(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        wanted = sorted(set(int(i) for i in indices))
+        decoded: dict[int, tuple[np.ndarray | None, str | None]] = {}
+        frames = None
+        current = None  # last decoded av.VideoFrame
+        exhausted = False
+        for i in wanted:
+            target = self._pts[i]
+            if exhausted:
+                decoded[i] = (None, "pyav: end of stream reached before this frame")
+                continue
+            if frames is None or self._needs_seek(current.pts if current is not None else None, target):
+                try:
+                    self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+                except self._av.FFmpegError as exc:
+                    decoded[i] = (None, f"pyav: seek failed: {_one_line(exc)}")
+                    frames = None
+                    continue
+                frames = self._container.decode(self._stream)
+                current = None
+            try:
+                while current is None or current.pts is None or current.pts < target:
+                    current = next(frames)
+            except StopIteration:
+                exhausted = True
+                decoded[i] = (None, "pyav: end of stream reached before this frame")
+                continue
+            except self._av.FFmpegError as exc:
+                decoded[i] = (None, f"pyav: {_one_line(exc)}")
+                frames, current = None, None
+                continue
+            if current.pts == target:
+                decoded[i] = (current.to_ndarray(format="rgb24"), None)
+            else:
+                decoded[i] = (None, "pyav: the decoder did not return this frame")
+        for i in indices:
+            image, reason = decoded[int(i)]
+            yield int(i), image, reason
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+class _NoVideoStream(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- Video
+
+
+class Video:
+    """An open video. Use as a context manager, or call ``close()``.
+
+    Sampling methods return a ``FrameBatch``: decoded frames in request order
+    plus the frames that could not be decoded (skipped, with the reason). A
+    request where no frame decodes raises ``DecodeError``.
+    """
+
+    def __init__(self, path: Path, impl: _DecordReader | _PyAVReader, *, allow_fallback: bool = False):
+        self.path = path
+        self._impl = impl
+        self._allow_fallback = allow_fallback
+        self._lock = threading.RLock()  # readers are not thread-safe
+        self._refresh_meta()
+
+    def _refresh_meta(self) -> None:
+        impl = self._impl
+        self._times = impl.times
+        fps = impl.fps if impl.fps > 0 else (len(impl.times) / impl.duration if impl.duration > 0 else 0.0)
+        self.meta = VideoMeta(
+            path=str(self.path),
+            duration_s=float(impl.duration),
+            fps=float(fps),
+            n_frames=len(impl.times),
+            width=impl.width,
+            height=impl.height,
+            reader=impl.name,
+        )
+
+    # -- basics
+
+    @property
+    def reader(self) -> ReaderName:
+        return self._impl.name
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Presentation time (s) of every frame, ascending."""
+        return self._times.copy()
+
+    def __enter__(self) -> "Video":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._impl is not None:
+                self._impl.close()
+
+    def __repr__(self) -> str:
+        return f"Video({str(self.path)!r}, reader={self.reader!r}, n_frames={self.meta.n_frames})"
+
+    # -- index <-> time
+
+    def nearest_indices(self, timestamps: Sequence[float]) -> np.ndarray:
+        """Index of the frame whose presentation time is nearest each timestamp (ties: the earlier)."""
+        t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(t)):
+            raise WindowError(f"timestamps must be finite numbers: {self.path}")
+        times = self._times
+        right = np.clip(np.searchsorted(times, t, side="left"), 0, len(times) - 1)
+        left = np.clip(right - 1, 0, len(times) - 1)
+        take_left = np.abs(t - times[left]) <= np.abs(times[right] - t)
+        return np.where(take_left, left, right).astype(np.int64)
+
+    def _check_window(self, start: float | None, end: float | None) -> tuple[float, float]:
+        duration = self.meta.duration_s
+        lo = 0.0 if start is None else float(start)
+        hi = duration if end is None else float(end)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise WindowError(f"window bounds must be finite numbers: {self.path}")
+        if hi < 0 or lo > duration:
+            raise WindowError(
+                f"window [{lo:.3f}s, {hi:.3f}s] is outside the video (0-{duration:.3f}s): {self.path}"
+            )
+        if lo > hi:
+            raise WindowError(f"window start {lo:.3f}s is after its end {hi:.3f}s: {self.path}")
+        return max(lo, 0.0), min(hi, duration)
+
+    # -- sampling
+
+    def sample_uniform(self, n: int) -> FrameBatch:
+        """``n`` frames at indices ``numpy.linspace(0, n_frames - 1, n, dtype=int)`` (MMR-V's protocol)."""
+        n = _positive_count(n, self.path)
+        indices = np.linspace(0, self.meta.n_frames - 1, n, dtype=int)
+        return self.read(indices.tolist())
+
+    def sample_fps(
+        self,
+        fps: float,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+    ) -> FrameBatch:
+        """One frame every ``1 / fps`` seconds in [start, end] (default: the whole video).
+
+        Where that gives more than ``max_frames`` frames, ``max_frames`` of them
+        are kept, evenly spread, so the whole window stays covered.
+        """
+        return self.read(self.fps_indices(fps, start, end, max_frames).tolist())
+
+    def fps_indices(
+        self,
+        fps: float,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+    ) -> np.ndarray:
+        """The frame indices ``sample_fps`` would decode (no decoding)."""
+        if not (np.isfinite(fps) and fps > 0):
+            raise WindowError(f"sampling rate must be a positive number of frames per second, got {fps}: {self.path}")
+        lo, hi = self._check_window(start, end)
+        count = int(np.floor((hi - lo) * fps + 1e-9)) + 1
+        times = lo + np.arange(count, dtype=np.float64) / fps
+        if count > 1 and times[-1] >= hi and hi > lo and end is None:
+            times = times[:-1]  # the video's end time itself shows no new frame
+        indices = _unique_in_order(self.nearest_indices(times))
+        if max_frames is not None:
+            max_frames = _positive_count(max_frames, self.path)
+            if len(indices) > max_frames:
+                keep = np.round(np.linspace(0, len(indices) - 1, max_frames)).astype(int)
+                indices = indices[keep]
+        return indices
+
+    def sample_window(self, start: float, end: float, n: int) -> FrameBatch:
+        """``n`` evenly spaced frames in [start, end] (clamped to the video; repeated frames dropped)."""
+        n = _positive_count(n, self.path)
+        lo, hi = self._check_window(start, end)
+        indices = _unique_in_order(self.nearest_indices(np.linspace(lo, hi, n)))
+        return self.read(indices.tolist())
+
+    def frames_at(self, timestamps: list[float]) -> FrameBatch:
+        """The frame nearest each timestamp, in the order given."""
+        if len(timestamps) == 0:
+            return FrameBatch(frames=[], skipped=[])
+        return self.read(self.nearest_indices(timestamps).tolist())
+
+    # -- decoding
+
+    def read(self, indices: Sequence[int]) -> FrameBatch:
+        """Decode frames by index (duplicates allowed, decoded once); raises ``DecodeError`` if none decodes."""
+        indices = [int(i) for i in indices]
+        if not indices:
+            return FrameBatch(frames=[], skipped=[])
+        n = self.meta.n_frames
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise WindowError(f"frame index {bad[0]} is outside 0..{n - 1}: {self.path}")
+        unique = list(dict.fromkeys(indices))
+        got: dict[int, Frame] = {}
+        skipped: dict[int, str] = {}
+        for item in self.iter_frames(unique):
+            if isinstance(item, Frame):
+                got[item.index] = item
+            else:
+                skipped[item[0]] = item[1]
+        if not got:
+            reason = next(iter(skipped.values()), "unknown reason")
+            raise DecodeError(f"none of {len(unique)} requested frames could be decoded ({reason}): {self.path}")
+        frames = [got[i] for i in indices if i in got]
+        return FrameBatch(frames=frames, skipped=sorted(skipped.items()))
+
+    def iter_frames(self, indices: Sequence[int]) -> Iterator[Frame | tuple[int, str]]:
+        """Decode frames one by one: yields a ``Frame``, or ``(index, reason)`` for a frame that failed.
+
+        In ``auto`` mode, if decord decodes none of the first frames asked of
+        it, the video switches to PyAV and starts over.
+        """
+        indices = [int(i) for i in indices]
+        with self._lock:
+            held: list[tuple[int, str]] = []  # decord failures before any success: maybe retried with PyAV
+            decoded_any = False
+            for i, image, reason in self._impl.read(indices):
+                if image is not None:
+                    decoded_any = True
+                    yield from held
+                    held = []
+                    yield Frame(index=i, t=float(self._times[i]), image=_as_rgb(image))
+                    continue
+                failure = (i, reason or "could not be decoded")
+                if decoded_any or not (self._allow_fallback and self._impl.name == "decord"):
+                    yield failure
+                    continue
+                held.append(failure)
+                if len(held) >= min(len(indices), _DECODE_CHUNK):
+                    self._allow_fallback = False
+                    if self._switch_to_pyav():
+                        n = self.meta.n_frames
+                        yield from self.iter_frames([j for j in indices if j < n])
+                        yield from ((j, "pyav: beyond the last frame") for j in indices if j >= n)
+                        return
+                    yield from held
+                    held = []
+            yield from held
+
+    def _switch_to_pyav(self) -> bool:
+        try:
+            impl = _PyAVReader(self.path)
+        except Exception:
+            return False
+        if len(impl.times) == 0:
+            impl.close()
+            return False
+        self._impl.close()
+        self._impl = impl
+        self._allow_fallback = False
+        self._refresh_meta()
+        return True
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _unique_in_order(indices: np.ndarray) -> np.ndarray:
+    _, first = np.unique(indices, return_index=True)
+    return indices[np.sort(first)]
+
+
+def _positive_count(n: int, path: Path) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise WindowError(f"number of frames must be a positive integer, got {n!r}: {path}")
+    return int(n)
+
+
+# --------------------------------------------------------------------------- open
+
+
+def open_video(path: str | Path, reader: Literal["auto", "decord", "pyav"] = "auto") -> Video:
+    """Open a video file for sampling.
+
+    ``reader="auto"`` uses decord and falls back to PyAV where decord cannot
+    open the file or decode its first frame. Raises ``VideoNotFoundError``,
+    ``NotAVideoError`` or ``EmptyVideoError`` (all ``VideoError``).
+    """
+    if reader not in ("auto", "decord", "pyav"):
+        raise VideoError(f"unknown video reader {reader!r} (expected auto, decord or pyav): {path}")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise VideoNotFoundError(f"video not found: {path}")
+    if path.is_dir():
+        raise NotAVideoError(f"not a video file (it is a directory): {path}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise VideoError(f"cannot read video ({exc.strerror or exc}): {path}") from None
+    if size == 0:
+        raise NotAVideoError(f"not a video file (the file is empty): {path}")
+
+    decord_reason = None
+    if reader in ("auto", "decord"):
+        try:
+            impl = _DecordReader(path)
+        except Exception as exc:
+            decord_reason = _one_line(exc)
+        else:
+            if len(impl.times) == 0:
+                impl.close()
+                if reader == "decord":
+                    raise EmptyVideoError(f"video has no frames: {path}")
+            elif reader == "decord" or _decord_decodes_first_frame(impl):
+                return Video(path, impl, allow_fallback=(reader == "auto"))
+            else:
+                decord_reason = "decord could not decode the first frame"
+                impl.close()
+        if reader == "decord":
+            raise NotAVideoError(f"not a readable video (decord: {decord_reason}): {path}")
+
+    try:
+        impl = _PyAVReader(path)
+    except _NoVideoStream:
+        raise NotAVideoError(f"not a video file (no video stream): {path}") from None
+    except Exception as exc:
+        raise NotAVideoError(f"not a readable video ({_one_line(exc)}): {path}") from None
+    if len(impl.times) == 0:
+        impl.close()
+        raise EmptyVideoError(f"video has no frames: {path}")
+    return Video(path, impl)
+
+
+def _decord_decodes_first_frame(impl: _DecordReader) -> bool:
+    try:
+        return next(iter(impl.read([0])))[1] is not None
+    except Exception:
+        return False
