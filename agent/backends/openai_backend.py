@@ -1,0 +1,397 @@
+"""Any OpenAI-compatible chat-completions server: OpenAI, vLLM, SGLang, Ollama, LM Studio, ...
+
+Built on the ``openai`` SDK with its own retry loop (the SDK's is turned off)
+so that every failure is classified, retried with exponential backoff and
+jitter where that can help, honours ``Retry-After``, and ends in one
+``BackendError`` after a bounded number of attempts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable
+
+import openai
+
+from agent.backends import text_protocol
+from agent.backends.base import (
+    BackendError,
+    GenerationSettings,
+    ImagePart,
+    Message,
+    Reply,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from agent.backends.config import BackendConfig
+from agent.backends.pricing import cost_usd
+from sleuth.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Servers without an API key (vLLM, Ollama, LM Studio) accept any token; the SDK insists on one.
+LOCAL_SERVER_API_KEY = "EMPTY"
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as a failure, not waited on
+
+# Phrases servers use when they refuse ``tools`` (vLLM without a tool parser, Ollama models without tool support, ...).
+_TOOL_REFUSAL_HINTS = ("tool", "function call", "function_call", "functions")
+_HISTORY_PROBLEM_HINTS = ("tool_call_id", "role 'tool'", 'role "tool"', "tool message")
+
+
+# --------------------------------------------------------------------------- request side
+
+
+def _content_parts(content: str | list, *, image_detail_default: str | None = None) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            if part.label:
+                parts.append({"type": "text", "text": part.label})
+            image_url: dict[str, Any] = {"url": part.data_url()}
+            detail = part.detail or image_detail_default
+            if detail is not None:
+                image_url["detail"] = detail
+            parts.append({"type": "image_url", "image_url": image_url})
+    return parts
+
+
+def _native_tool_call(call: ToolCall) -> dict[str, Any]:
+    arguments = call.raw_arguments if call.error is not None or not call.arguments else json.dumps(call.arguments)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments or "{}"}}
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in chat-completions form, order and parts preserved exactly.
+
+    The one rewrite: images in a tool turn travel in a user turn right after
+    it, since the API accepts only text in tool messages.
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "assistant":
+            entry: dict[str, Any] = {"role": "assistant", "content": _content_parts(message.content) or None}
+            if message.tool_calls:
+                entry["tool_calls"] = [_native_tool_call(c) for c in message.tool_calls]
+            out.append(entry)
+        elif message.role == "tool":
+            images = message.images()
+            text = message.text() if images else message.content
+            out.append({"role": "tool", "tool_call_id": message.tool_call_id or "", "content": _content_parts(text)})
+            if images:
+                image_parts = [p for p in message.content if isinstance(p, ImagePart)]  # type: ignore[union-attr]
+                header = TextPart(text=f"Images returned by {message.name or 'the tool'}:")
+                out.append({"role": "user", "content": _content_parts([header, *image_parts])})
+        else:
+            out.append({"role": message.role, "content": _content_parts(message.content)})
+    return out
+
+
+# --------------------------------------------------------------------------- reply side
+
+
+def _parse_native_tool_calls(raw_calls: list[Any] | None) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for index, raw in enumerate(raw_calls or []):
+        function = getattr(raw, "function", None)
+        name = (getattr(function, "name", None) or "").strip()
+        raw_arguments = getattr(function, "arguments", None) or ""
+        call_id = getattr(raw, "id", None) or f"call_{index}"
+        try:
+            arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            calls.append(ToolCall(id=call_id, name=name, raw_arguments=raw_arguments,
+                                  error=f"arguments for {name or 'a tool call'} are not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(arguments, dict):
+            calls.append(ToolCall(id=call_id, name=name, raw_arguments=raw_arguments,
+                                  error=f"arguments for {name or 'a tool call'} must be a JSON object"))
+            continue
+        calls.append(ToolCall(id=call_id, name=name, arguments=arguments, raw_arguments=raw_arguments))
+    return calls
+
+
+def _retry_after_seconds(response: Any) -> float | None:
+    """``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``, if the server sent one."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if body.get("message"):
+            return str(body["message"])
+    return exc.message
+
+
+def _refuses_tools(exc: openai.APIStatusError) -> bool:
+    if exc.status_code not in (400, 404, 422, 500, 501):
+        return False
+    text = f"{_error_message(exc)} {exc.message}".lower()
+    if any(hint in text for hint in _HISTORY_PROBLEM_HINTS):
+        return False  # a malformed tool turn in the history, not a server without tools
+    return any(hint in text for hint in _TOOL_REFUSAL_HINTS)
+
+
+def _rejects_temperature(exc: openai.APIStatusError) -> bool:
+    # Reasoning models accept only their default temperature.
+    text = _error_message(exc).lower()
+    return exc.status_code == 400 and "temperature" in text and ("unsupported" in text or "not support" in text)
+
+
+def _wants_max_completion_tokens(exc: openai.APIStatusError) -> bool:
+    # Reasoning models on OpenAI reject ``max_tokens`` and ask for ``max_completion_tokens``.
+    return exc.status_code == 400 and "max_completion_tokens" in _error_message(exc)
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+# --------------------------------------------------------------------------- backend
+
+
+class OpenAIBackend:
+    """A ``Backend`` for one model on one OpenAI-compatible endpoint. Thread-safe."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        config: BackendConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.model = config.model
+        self._sleep = sleep
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        # Learned from the server in auto mode; native until a request with tools is refused.
+        self.supports_native_tools: bool = config.tool_mode != "text"
+        self._max_tokens_field = "max_tokens"  # or max_completion_tokens, learned from the server
+        self._send_temperature = True  # False once the server says the model takes only its default
+
+        api_key = config.api_key_value()
+        if not api_key:
+            if config.base_url is None or config.base_url.rstrip("/") == OPENAI_DEFAULT_BASE_URL:
+                raise ConfigError(
+                    "no API key for api.openai.com: set OPENAI_API_KEY or pass --api-key "
+                    "(or point --base-url at a local server)"
+                )
+            api_key = LOCAL_SERVER_API_KEY
+        self.client = openai.OpenAI(
+            api_key=api_key,
+            base_url=config.base_url or OPENAI_DEFAULT_BASE_URL,
+            default_headers=dict(config.headers) or None,
+            timeout=config.timeout_s,
+            max_retries=0,  # retries are ours: classified, bounded, logged
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What besides model and inputs shapes a reply (part of the replay-cache key)."""
+        return {"tool_mode": self.config.tool_mode}
+
+    # -- the one call
+
+    def chat(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Reply:
+        settings = settings or self.config.generation_settings()
+        tools = list(tools or [])
+        attempts = 0
+        started = time.monotonic()
+        while True:
+            attempts += 1
+            native = self.supports_native_tools
+            try:
+                response = self._send(self._request(messages, tools, settings, native=native), settings)
+                reply = self._reply(response, tools, native=native)
+                reply.latency_s = time.monotonic() - started
+                return reply
+            except BackendError as exc:  # a reply that retrying cannot fix
+                exc.attempts = attempts
+                raise
+            except openai.APIStatusError as exc:
+                if native and tools and self.config.tool_mode == "auto" and _refuses_tools(exc):
+                    log.warning("%s refused native tools (%s); using the text protocol from now on",
+                                self.endpoint, _error_message(exc))
+                    with self._lock:
+                        self.supports_native_tools = False
+                    attempts -= 1  # a protocol switch is not a failed attempt
+                    continue
+                if self._max_tokens_field == "max_tokens" and _wants_max_completion_tokens(exc):
+                    with self._lock:
+                        self._max_tokens_field = "max_completion_tokens"
+                    attempts -= 1
+                    continue
+                if self._send_temperature and settings.temperature is not None and _rejects_temperature(exc):
+                    log.warning("%s accepts only its default temperature; --temperature %g is not sent",
+                                self.model, settings.temperature)
+                    with self._lock:
+                        self._send_temperature = False
+                    attempts -= 1
+                    continue
+                raise self._final_error(exc, attempts) from None
+            except _Retryable as failure:
+                if attempts > self.config.max_retries:
+                    raise BackendError(
+                        f"{self.model} at {self.endpoint}: {failure.detail} (gave up after {attempts} attempts)",
+                        kind=failure.kind, attempts=attempts,
+                    ) from None
+                delay = self._backoff(attempts, failure.retry_after)
+                if delay is None:
+                    raise BackendError(
+                        f"{self.model} at {self.endpoint}: {failure.detail}; the server asks to wait "
+                        f"{failure.retry_after:.0f}s, longer than sleuth waits ({MAX_RETRY_AFTER_S:.0f}s)",
+                        kind=failure.kind, attempts=attempts,
+                    )
+                log.info("%s: %s; retry %d/%d in %.2fs", self.model, failure.detail, attempts,
+                         self.config.max_retries, delay)
+                self._sleep(delay)
+
+    # -- pieces
+
+    def _request(
+        self, messages: list[Message], tools: list[ToolSpec], settings: GenerationSettings, *, native: bool
+    ) -> dict[str, Any]:
+        if not native:
+            messages = text_protocol.render_messages(messages, tools)
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(messages),
+        }
+        if tools and native:
+            request["tools"] = [spec.openai_schema() for spec in tools]
+        if settings.temperature is not None and self._send_temperature:
+            request["temperature"] = settings.temperature
+        if settings.max_tokens is not None:
+            request[self._max_tokens_field] = settings.max_tokens
+        if settings.seed is not None:
+            request["seed"] = settings.seed
+        if settings.stop:
+            request["stop"] = settings.stop
+        return request
+
+    def _send(self, request: dict[str, Any], settings: GenerationSettings) -> Any:
+        try:
+            return self.client.chat.completions.create(**request, timeout=settings.timeout_s)
+        except openai.APITimeoutError:
+            raise _Retryable("timeout", f"no response within {settings.timeout_s:g}s") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise _Retryable("connection", f"connection failed ({type(cause).__name__}: {cause})") from None
+        except openai.RateLimitError as exc:
+            raise _Retryable("rate_limit", f"rate limited (HTTP 429: {_error_message(exc)})",
+                             _retry_after_seconds(exc.response)) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code == 408:
+                raise _Retryable("server", f"server error (HTTP {exc.status_code}: {_error_message(exc)})",
+                                 _retry_after_seconds(exc.response)) from None
+            raise
+        except openai.APIResponseValidationError as exc:
+            raise _Retryable("bad_response", f"malformed response ({exc.message})") from None
+
+    def _reply(self, response: Any, tools: list[ToolSpec], *, native: bool) -> Reply:
+        choices = getattr(response, "choices", None) or []
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise _Retryable("bad_response", "the response has no choices")
+        choice = choices[0]
+        message = choice.message
+        text = message.content or ""
+        if not native:
+            calls = text_protocol.parse_action(text) if tools else []
+        else:
+            calls = _parse_native_tool_calls(message.tool_calls)
+            if not calls and tools and self.config.tool_mode == "auto":
+                # Servers that accept ``tools`` but whose model writes the action as text.
+                calls = text_protocol.parse_action(text, only={t.name for t in tools})
+        finish_reason = choice.finish_reason
+        if not text.strip() and not calls:
+            if finish_reason == "length":
+                raise BackendError(
+                    f"{self.model} at {self.endpoint}: the reply hit the token limit before any text "
+                    "(raise --max-tokens)", kind="empty", attempts=1,
+                )
+            raise _Retryable("empty", "empty reply (no text and no tool calls)")
+        usage = Usage(
+            prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
+        ) if response.usage is not None else Usage()
+        model = getattr(response, "model", None) or self.model
+        return Reply(
+            text=text,
+            tool_calls=calls,
+            usage=usage,
+            cost_usd=cost_usd(self.model, usage, self.config.prices_file) if response.usage is not None else None,
+            model=model,
+            finish_reason=finish_reason,
+            raw=response.model_dump(mode="json"),
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
+        if retry_after is not None:
+            if retry_after > MAX_RETRY_AFTER_S:
+                return None
+            return retry_after
+        base = self.config.retry_base_delay_s * (2 ** (attempt - 1))
+        capped = min(self.config.retry_max_delay_s, base)
+        return capped * (0.5 + 0.5 * self._jitter())  # "equal jitter": never zero, never above the cap
+
+    def _final_error(self, exc: openai.APIStatusError, attempts: int) -> BackendError:
+        status = exc.status_code
+        kind = {401: "auth", 403: "auth", 404: "not_found"}.get(status, "bad_request")
+        hint = {
+            401: " (check --api-key / OPENAI_API_KEY)",
+            403: " (check --api-key / OPENAI_API_KEY)",
+            404: " (check --model and --base-url)",
+        }.get(status, "")
+        return BackendError(
+            f"{self.model} at {self.endpoint}: HTTP {status}: {_error_message(exc)}{hint}", kind=kind, attempts=attempts
+        )
