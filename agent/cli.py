@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -185,6 +186,7 @@ def _print_summary(trace, option_text: str | None, path: Path) -> None:
         f"{totals.tokens.total:,} tokens, cost {cost}, {totals.latency_s:.1f}s in model calls"
     )
     console.print(f"[bold]trace:[/] {escape(str(path))}")
+    console.print(f"[dim]inspect it: sleuth trace html {escape(shlex.quote(str(path)))}   (or: sleuth trace show ...)[/]")
 
 
 def _safe_name(text: str) -> str:

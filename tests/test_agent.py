@@ -20,7 +20,6 @@ from agent.run import solve
 from agent.trace import Trace
 from sleuth.errors import ConfigError
 from tests.fake_openai import Call, Fault, Text, ToolCalls
-from tests.test_backend_transformers import tiny_vlm_dir  # noqa: F401  (a tiny random Qwen2-VL, shared fixture)
 from tests.video_fixtures import decode_index
 from tools.video import VideoNotFoundError
 
