@@ -130,18 +130,30 @@ def test_folder_with_one_questions_file(tmp_path):
         load_questions(folder)
 
 
-def test_parquet_needs_pyarrow_or_loads(tmp_path):
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        path = _write(tmp_path, "q.parquet", "not really parquet")
-        with pytest.raises(ConfigError, match="pip install pyarrow"):
-            load_questions(path)
-        return
+def test_parquet_loads(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = tmp_path / "q.parquet"
     pq.write_table(pa.Table.from_pylist([_record(), _record(question="Q2")]), path)
-    assert len(load_questions(path).questions) == 2
+    loaded = load_questions(path)
+    assert [q.question for q in loaded.questions] == [_record()["question"], "Q2"]
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError("no pyarrow")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    path = _write(tmp_path, "q.parquet", "not really parquet")
+    with pytest.raises(ConfigError, match="pip install pyarrow"):
+        load_questions(path)
 
 
 def test_hub_without_datasets_says_what_to_install(monkeypatch):
