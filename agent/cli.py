@@ -66,8 +66,9 @@ MaxStepsOpt = Annotated[int, typer.Option("--max-steps", min=1, rich_help_panel=
 FrameBudgetOpt = Annotated[int, typer.Option("--frame-budget", min=0, rich_help_panel=AGENT_PANEL,
                                              help="Frames shown to a model in total, overview included "
                                                   "(32 = MMR-V's end-to-end budget).")]
-OverviewFramesOpt = Annotated[int, typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
-                                                help="Uniform frames shown before the first step.")]
+OverviewFramesOpt = Annotated[Optional[int], typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
+                                                          help="Uniform frames shown before the first step "
+                                                          "(default: a quarter of the frame budget, at most 8).")]
 TokenBudgetOpt = Annotated[Optional[int], typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
                                                        help="Total tokens over the run before the final answer "
                                                             "is forced (default: 100000).", show_default=False)]
@@ -218,7 +219,7 @@ def ask(
     quiet: QuietOpt = False,
     max_steps: MaxStepsOpt = _DEFAULTS.max_steps,
     frame_budget: FrameBudgetOpt = _DEFAULTS.max_frames,
-    overview_frames: OverviewFramesOpt = _DEFAULTS.overview_frames,
+    overview_frames: OverviewFramesOpt = None,
     token_budget: TokenBudgetOpt = None,
     perception_model: PerceptionModelOpt = None,
     backend: BackendOpt = DEFAULT_BACKEND,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class AgentConfig(BaseModel):
@@ -16,7 +16,10 @@ class AgentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    overview_frames: int = Field(8, ge=0, description="uniform frames shown before the first planning step")
+    overview_frames: int | None = Field(
+        None, ge=0, description="uniform frames shown before the first planning step; None: a quarter of "
+        "max_frames, at most 8 (8 of the default 32)"
+    )
     max_steps: int = Field(8, ge=1, description="planning steps (model calls with tools) before the final answer is forced")
     max_frames: int = Field(32, ge=0, description="frames shown to a model in total, overview included")
     max_tokens: int | None = Field(
@@ -31,3 +34,10 @@ class AgentConfig(BaseModel):
     perception: Literal["direct", "delegated"] = Field(
         "direct", description="direct: the planner sees frames; delegated: a perception model describes them"
     )
+
+    @model_validator(mode="after")
+    def _default_overview(self) -> "AgentConfig":
+        # The overview must leave frames to look with: a quarter of the budget, at most 8.
+        if self.overview_frames is None:
+            self.overview_frames = min(8, max(1, self.max_frames // 4)) if self.max_frames else 0
+        return self

@@ -157,7 +157,7 @@ def eval_command(
     overview_frames: Annotated[
         Optional[int],
         typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
-                     help="agent: uniform frames shown before the first step."),
+                     help="agent: uniform frames shown before the first step (default: a quarter of --frames, at most 8)."),
     ] = None,
     token_budget: Annotated[
         Optional[int],
