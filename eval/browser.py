@@ -150,12 +150,15 @@ def _mean(values: list[float]) -> float | None:
 
 
 def run_summary(run: RunData) -> dict[str, Any]:
+    """One run's headline figures. Like ``sleuth score`` and the report, error rows
+    (a missing video, a failed server) are counted apart and left out of the accuracy."""
     rows = list(run.rows.values())
+    answered = [r for r in rows if r.status != "error"]
     by_category = {}
     for category in ("implicit", "explicit"):
-        subset = [r for r in rows if r.category == category]
+        subset = [r for r in answered if r.category == category]
         by_category[category] = (sum(r.correct for r in subset) / len(subset)) if subset else None
-    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    costs = [r.cost_usd for r in answered if r.cost_usd is not None]
     methods = sorted({r.method for r in rows})
     models = sorted({r.model for r in rows if r.model})
     return {
@@ -164,24 +167,24 @@ def run_summary(run: RunData) -> dict[str, Any]:
         "method": ", ".join(methods) or str(run.config.get("method", "")),
         "model": ", ".join(models) or str(run.config.get("model", "")),
         "questions": len(rows),
-        "correct": sum(r.correct for r in rows),
-        "accuracy": (sum(r.correct for r in rows) / len(rows)) if rows else None,
+        "correct": sum(r.correct for r in answered),
+        "accuracy": (sum(r.correct for r in answered) / len(answered)) if answered else None,
         "implicit": by_category["implicit"],
         "explicit": by_category["explicit"],
-        "errors": sum(r.status == "error" for r in rows),
-        "mean_frames": _mean([r.frames for r in rows]),
+        "errors": len(rows) - len(answered),
+        "mean_frames": _mean([r.frames for r in answered]),
         "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
         "cost": sum(costs) if costs else None,
-        "unpriced": sum(r.cost_usd is None for r in rows),
-        "mean_latency": _mean([r.latency_s for r in rows]),
+        "unpriced": sum(r.cost_usd is None for r in answered),
+        "mean_latency": _mean([r.latency_s for r in answered]),
     }
 
 
 def pair_summaries(runs: list[RunData]) -> list[dict[str, Any]]:
-    """For each pair of runs: on their shared questions, who got what right."""
+    """For each pair of runs: on the questions both answered (no error row), who got what right."""
     pairs = []
     for a, b in combinations(runs, 2):
-        shared = [q for q in a.rows if q in b.rows]
+        shared = [q for q in a.rows if q in b.rows and a.rows[q].status != "error" and b.rows[q].status != "error"]
         if not shared:
             continue
         ra = [a.rows[q].correct for q in shared]

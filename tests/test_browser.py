@@ -155,3 +155,27 @@ def test_safe_names_are_unique_and_plain():
     assert safe_name("q12") == "q12"
     assert safe_name("a/b") != safe_name("a:b")
     assert all(ch.isalnum() or ch in "._-" for ch in safe_name("../../etc/passwd"))
+
+
+def test_run_figures_leave_error_rows_out_like_the_report(tmp_path):
+    from eval.browser import load_run, pair_summaries, run_summary
+
+    rows_a = [
+        result_row("q1", method="uniform", prediction="C", frames=32),
+        result_row("q2", method="uniform", prediction="A", frames=32),
+        result_row("q3", method="uniform", prediction=None, frames=0, status="error", error="video not found"),
+    ]
+    rows_b = [
+        result_row("q1", method="agent", prediction="C", frames=20),
+        result_row("q2", method="agent", prediction="C", frames=24),
+        result_row("q3", method="agent", prediction="C", frames=12),
+    ]
+    a = load_run(write_run_dir(tmp_path, "a", method="uniform", rows=rows_a))
+    b = load_run(write_run_dir(tmp_path, "b", method="agent", rows=rows_b))
+    summary = run_summary(a)
+    assert (summary["questions"], summary["errors"], summary["correct"]) == (3, 1, 1)
+    assert summary["accuracy"] == pytest.approx(0.5)  # 1 of the 2 answered, not 1 of 3
+    assert summary["mean_frames"] == pytest.approx(32)
+    (pair,) = pair_summaries([a, b])
+    assert pair["shared"] == 2  # q3 is an error in run a: not a paired question
+    assert (pair["both"], pair["only_a"], pair["only_b"], pair["neither"]) == (1, 0, 1, 0)
