@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.trace import Trace
-from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow
+from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, read_result_rows
 from eval.trace_html import (
     fill_missing_thumbnails,
     render_trace_html,
@@ -59,26 +59,7 @@ def _first_error(exc: ValidationError) -> str:
 
 def read_results(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
     """Rows by question id (a later row for the same question supersedes an earlier one) and problems found."""
-    rows: dict[str, ResultRow] = {}
-    problems: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SleuthError(f"{path}: cannot read results ({exc})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = ResultRow.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not valid JSON ({exc.msg})")
-            continue
-        except ValidationError as exc:
-            problems.append(f"{path}:{number}: not a result row ({_first_error(exc)})")
-            continue
-        rows.pop(row.question_id, None)  # keep the order in which the latest rows arrived
-        rows[row.question_id] = row
-    return rows, problems
+    return read_result_rows(path)
 
 
 def load_run(run_dir: Path, label: str | None = None) -> RunData:

@@ -13,9 +13,13 @@ scoring scripts can read them.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sleuth.errors import SleuthError
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.jsonl"
@@ -50,3 +54,34 @@ class ResultRow(BaseModel):
     cost_usd: float | None = None
     latency_s: float = 0.0
     trace: str | None = None  # path relative to the run directory
+
+
+def read_result_rows(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
+    """Question id -> its latest row (a later row supersedes an earlier one; order follows
+    the newest rows), plus one line per line that is not a result row.
+
+    Callers decide what a bad line means: scoring refuses the file, the run
+    browser lists the problem and shows the rest.
+    """
+    rows: dict[str, ResultRow] = {}
+    problems: list[str] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SleuthError(f"{path}: cannot read results ({exc})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = ResultRow.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}: line {number}: not valid JSON ({exc.msg})")
+            continue
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(part) for part in err.get("loc", ())) or "row"
+            problems.append(f"{path}: line {number}: not a result row ({where}: {err.get('msg', 'invalid')})")
+            continue
+        rows.pop(row.question_id, None)
+        rows[row.question_id] = row
+    return rows, problems

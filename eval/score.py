@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field, ValidationError
 from eval.categories import ALL_L2
 from eval.dataset import RowError, normalise_record, parse_answer_letter
 from eval.extract import extract_answer
-from eval.results import RESULTS_FILE, ResultRow
+from eval.results import RESULTS_FILE, ResultRow, read_result_rows
 from eval.stats import bootstrap_ci
 from sleuth.errors import SleuthError
 
@@ -123,24 +123,13 @@ def read_results_rows(path: Path) -> list[ResultRow]:
 
     A malformed line raises ``ScoreError`` naming it.
     """
-    latest: dict[str, ResultRow] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ScoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = ResultRow.model_validate_json(line)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "row"
-            raise ScoreError(f"{path}: line {number}: not a result row ({where}: {first.get('msg')})") from None
-        if row.question_id in latest:
-            del latest[row.question_id]  # re-insert so order follows the newest row
-        latest[row.question_id] = row
-    return list(latest.values())
+        rows, problems = read_result_rows(path)
+    except SleuthError as exc:
+        raise ScoreError(str(exc)) from None
+    if problems:
+        raise ScoreError(problems[0])
+    return list(rows.values())
 
 
 def _items_from_rows(rows: Iterable[ResultRow]) -> list[ScoredItem]:

@@ -111,8 +111,8 @@ def test_problems_are_listed_and_the_rest_is_written(two_runs, tmp_path):
     index = write_run_browser([agent, uniform], tmp_path / "site")
     text = index.read_text()
     assert "3 problems" in text
-    assert "results.jsonl:7: not valid JSON" in text
-    assert "results.jsonl:8: not a result row (question_id: Field required)" in text
+    assert "results.jsonl: line 7: not valid JSON" in text
+    assert "results.jsonl: line 8: not a result row (question_id: Field required)" in text
     assert "q10.json: not a readable JSON trace" in text
     assert not (index.parent / "traces" / "agent" / "q10.html").exists()
     assert (index.parent / "traces" / "agent" / "q1.html").exists()
