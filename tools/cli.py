@@ -9,19 +9,24 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tools.options import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MIN_GAP_S,
+    BatchSizeOpt,
     CacheDirOpt,
     ClipCheckpointOpt,
     ClipModelOpt,
+    DecodeThreadsOpt,
     DeviceOpt,
     FpsOpt,
     MaxFramesOpt,
     MinGapOpt,
+    PrecisionOpt,
     PretrainedOpt,
     RandomWeightsOpt,
+    WorkersOpt,
     index_config_from_options,
 )
 
@@ -63,7 +68,10 @@ def _title(base: str, model_id: str, labels: list[str]) -> str:
 
 
 def index_command(
-    videos: Annotated[list[Path], typer.Argument(help="Video files to index.", show_default=False)],
+    videos: Annotated[
+        list[Path],
+        typer.Argument(help="Video files, or folders to index every video in (recursively).", show_default=False),
+    ],
     as_json: JsonOpt = False,
     clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
     pretrained: PretrainedOpt = None,
@@ -73,18 +81,28 @@ def index_command(
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    workers: WorkersOpt = 0,
+    decode_threads: DecodeThreadsOpt = 1,
 ) -> None:
     """Sample each video at --fps, embed the frames with CLIP and cache the index.
 
-    A second run on the same file (same content, model and sampling) is a
-    cache hit and decodes nothing. Videos that cannot be read are reported
-    one line each; the others are still indexed, and the exit status is 2.
+    Folders are searched recursively for video files. The model is loaded
+    once for all videos; progress shows videos done and frames per second
+    overall, and frames of the current video. A second run on the same file
+    (same content, model and sampling) is a cache hit and decodes nothing.
+    Videos that cannot be read are reported one line each; the others are
+    still indexed, and the exit status is 2.
     """
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from tools.search import FrameSearcher
     from tools.video import VideoError
+    from tools.video_files import expand_video_paths
 
     config = index_config_from_options(
         clip_model=clip_model,
@@ -95,35 +113,65 @@ def index_command(
         max_frames=max_frames,
         cache_dir=cache_dir,
         device=device,
+        precision=precision,
+        batch_size=batch_size,
+        workers=workers,
+        decode_threads=decode_threads,
     )
+    listing = expand_video_paths(videos)
     searcher = FrameSearcher(config)
     err = _stderr()
     rows: list[dict[str, Any]] = []
     failed = 0
+    for folder in listing.empty_dirs:
+        failed += 1
+        message = f"no video files in folder {folder}"
+        err.print(f"[red]error:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+        rows.append({"video": str(folder), "error": message})
+
+    built_frames = 0
+    built_seconds = 0.0
+    started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         console=err,
         transient=False,
     ) as progress:
-        for video in videos:
-            task = progress.add_task(video.name, total=None)
+        overall = progress.add_task("videos", total=len(listing.videos), rate="")
+        current = progress.add_task("", total=None, rate="")
+        for number, video in enumerate(listing.videos, 1):
+            progress.update(current, description=video.name, completed=0, total=None, rate="")
+            video_started = time.perf_counter()
 
-            def report(done: int, total: int, task=task) -> None:
-                progress.update(task, completed=done, total=total)
+            def report(done: int, total: int) -> None:
+                elapsed = time.perf_counter() - video_started
+                rate = f"{done / elapsed:.1f} frames/s" if done and elapsed > 0 else ""
+                progress.update(current, completed=done, total=total, rate=rate)
 
             try:
                 outcome = searcher.ensure_index(video, progress=report)
             except VideoError as exc:
                 failed += 1
-                progress.update(task, total=1, completed=0, description=f"[red]{video.name} (failed)")
-                err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+                progress.update(current, total=1, completed=0, description=f"[red]{video.name} (failed)")
+                err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True, highlight=False)
                 rows.append({"video": str(video), "error": str(exc)})
+                progress.update(overall, completed=number)
                 continue
             index = outcome.index
-            progress.update(task, total=max(1, len(index)), completed=max(1, len(index)))
+            built = outcome.source == "built"
+            if built:
+                # Build time alone: loading the model for the first video is not indexing speed.
+                built_frames += len(index)
+                built_seconds += index.meta.build_s
+            progress.update(current, total=max(1, len(index)), completed=max(1, len(index)))
+            overall_rate = built_frames / built_seconds if built_seconds > 0 else 0.0
+            progress.update(
+                overall, completed=number, rate=f"{overall_rate:.1f} frames/s" if overall_rate else ""
+            )
             rows.append(
                 {
                     "video": str(video),
@@ -134,19 +182,34 @@ def index_command(
                     "rebuilt_reason": outcome.rebuilt_reason,
                     "cache_path": str(outcome.cache_path),
                     "reader": index.meta.video.reader,
+                    "decoder": index.meta.decoder or None,
+                    "precision": index.meta.precision or None,
                     "duration_s": index.meta.video.duration_s,
                     "seconds": round(outcome.seconds, 3),
+                    "frames_per_s": round(len(index) / index.meta.build_s, 2)
+                    if built and index.meta.build_s > 0
+                    else None,
                 }
             )
 
     labels = searcher.labels
+    summary = {
+        "videos": len(listing.videos) + len(listing.empty_dirs),
+        "indexed": sum(1 for r in rows if "error" not in r),
+        "built": sum(1 for r in rows if r.get("source") == "built"),
+        "failed": failed,
+        "frames_built": built_frames,
+        "seconds": round(time.perf_counter() - started, 3),
+        "frames_per_s": round(built_frames / built_seconds, 2) if built_seconds > 0 else None,
+    }
     if as_json:
-        _print_json({"model": searcher.model_id, "labels": labels, "videos": rows})
+        _print_json({"model": searcher.model_id, "labels": labels, "summary": summary, "videos": rows})
     else:
         table = Table(
             title=_title("Frame index", searcher.model_id, labels),
             title_justify="left",
-            caption=f"cache: {searcher.cache_dir / 'frame-index'}",
+            caption=f"cache: {searcher.cache_dir / 'frame-index'}"
+            + (f" · built {built_frames} frames at {summary['frames_per_s']:.1f} frames/s" if built_frames else ""),
             caption_justify="left",
         )
         for column in ("video", "frames", "skipped", "cache", "reader", "seconds", "entry"):
@@ -161,7 +224,7 @@ def index_command(
                 str(row["frames"]),
                 str(len(row["skipped"])),
                 cache,
-                row["reader"],
+                row["reader"] if row["source"] != "built" or not row["decoder"] else row["decoder"],
                 f"{row['seconds']:.2f}",
                 Path(row["cache_path"]).stem[:12],
             )
@@ -186,6 +249,7 @@ def search_command(
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Find the moments of VIDEO that best match TEXT (CLIP text-to-frame similarity).
 
@@ -206,6 +270,7 @@ def search_command(
         cache_dir=cache_dir,
         device=device,
         min_gap_s=min_gap,
+        precision=precision,
     )
     searcher = FrameSearcher(config)
     outcome = searcher.ensure_index(video)

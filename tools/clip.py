@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +23,9 @@ from tools.options import DEFAULT_CLIP_MODEL, IndexConfig
 RANDOM_WEIGHTS_LABEL = "random-weights"
 RANDOM_SEED = 0
 # Bump when the way frames become pixels changes: cached embeddings then no longer match.
-PREPROCESS_VERSION = "openclip-val/1"
+# 2: frames are resized on uint8 tensors by torch (antialiased, within one level of PIL's resize).
+PREPROCESS_VERSION = "openclip-val/2"
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 # --------------------------------------------------------------------------- naming
@@ -80,11 +83,57 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX), i.e. about twice fp32's speed."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    for check in checks:
+        try:
+            if check is not None and check():
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The number format image embeddings are computed in, for a resolved ``device``.
+
+    ``auto``: fp16 on CUDA, bf16 on CPUs with native bfloat16 arithmetic, else
+    fp32. Embeddings in bf16/fp16 differ from fp32 ones by a cosine of about
+    1e-4, far below what separates two frames, for half the compute or less.
+    """
+    if precision == "auto":
+        if device.startswith("cuda"):
+            return "fp16"
+        if device == "cpu" and cpu_has_fast_bf16():
+            return "bf16"
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; expected auto, {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigError(f"--precision fp16 needs a CUDA GPU (device is {device}); use bf16 or fp32")
+    return precision
+
+
+def embedding_recipe(precision: str) -> str:
+    """What, besides the model and sampling, decides the embeddings: goes into the cache key."""
+    return f"{PREPROCESS_VERSION};{precision}"
+
+
 # --------------------------------------------------------------------------- encoder
 
 
 class ClipEncoder:
-    """A loaded CLIP model. Thread-safe: forward passes are serialised by a lock."""
+    """A loaded CLIP model. Thread-safe.
+
+    Image embeddings are computed in ``precision`` (``fp32``, ``bf16`` or
+    ``fp16``); text embeddings always in fp32 on the CPU (autocast fp16 on
+    CUDA). On a CPU, ``embedding_threads`` lets several threads each run the
+    image tower on their own share of the cores, which keeps every core busy
+    without the threads of one forward pass waiting on each other.
+    """
 
     def __init__(
         self,
@@ -96,6 +145,7 @@ class ClipEncoder:
         random_weights: bool,
         device: str,
         batch_size: int = 32,
+        precision: str = "fp32",
     ):
         import torch
 
@@ -106,7 +156,14 @@ class ClipEncoder:
         self.random_weights = random_weights
         self.device = device
         self.batch_size = batch_size
-        self._lock = threading.Lock()
+        self.precision = resolve_precision(precision, device)
+        self._text_lock = threading.Lock()
+        self._pixel_spec = _pixel_spec(model, preprocess)
+        self._pixel_dtype = torch.float32
+        if self.precision == "bf16" and not device.startswith("cuda"):
+            # Weights in bf16 rather than autocast: autocast would convert them on every call.
+            self.model.visual.to(torch.bfloat16)
+            self._pixel_dtype = torch.bfloat16
         self.dim = _embedding_dim(self.model)
         if self.dim is None:
             with torch.inference_mode(), self._autocast():
@@ -116,19 +173,70 @@ class ClipEncoder:
     def labels(self) -> list[str]:
         return [RANDOM_WEIGHTS_LABEL] if self.random_weights else []
 
+    @property
+    def recipe(self) -> str:
+        return embedding_recipe(self.precision)
+
     def __repr__(self) -> str:
-        return f"ClipEncoder({self.model_id!r}, device={self.device!r}, dim={self.dim})"
+        return f"ClipEncoder({self.model_id!r}, device={self.device!r}, precision={self.precision!r}, dim={self.dim})"
 
     def _autocast(self):
         import torch
 
         if self.device.startswith("cuda"):
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type="cuda", dtype=dtype, enabled=self.precision != "fp32")
         return contextlib.nullcontext()
 
-    # Decoding threads call this; it touches no model state.
+    # -- pixels. Decoding threads call these; they touch no model state.
+
+    def frame_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) a width x height frame is resized to before the center crop.
+
+        None where this model's preprocessing is not a resize + center crop
+        that ``pixels_from_frames`` reproduces; use ``preprocess_frames`` then.
+        """
+        spec = self._pixel_spec
+        if spec is None or width < 1 or height < 1:
+            return None
+        side = spec.side
+        if spec.squash:
+            return side, side
+        # torchvision's Resize(int): the short side becomes ``side``, the long one is truncated.
+        if width <= height:
+            return side, int(side * height / width)
+        return int(side * width / height), side
+
+    def pixels_from_frames(self, frames: list[np.ndarray]):
+        """HxWx3 uint8 RGB frames -> uint8 tensor (N, S, S, 3) for ``encode_pixels``.
+
+        Frames already at ``frame_size`` (resized while decoding) are only
+        cropped; others are resized first. Raises ``ValueError`` where the model's
+        preprocessing is not supported (see ``frame_size``).
+        """
+        import torch
+
+        from tools.video_scan import resize_rgb
+
+        if not frames:
+            raise ValueError("no frames to preprocess")
+        side = self._pixel_spec.side if self._pixel_spec else 0
+        out = torch.empty((len(frames), side, side, 3), dtype=torch.uint8)
+        for k, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            size = self.frame_size(frame.shape[1], frame.shape[0])
+            if size is None:
+                raise ValueError(f"{self.model_id} needs preprocess_frames")
+            frame = resize_rgb(frame, size)
+            top = int(round((frame.shape[0] - side) / 2.0))
+            left = int(round((frame.shape[1] - side) / 2.0))
+            out[k] = torch.from_numpy(frame[top : top + side, left : left + side])
+        if self.device.startswith("cuda"):
+            out = out.pin_memory()  # lets the copy to the GPU overlap the previous batch
+        return out
+
     def preprocess_frames(self, frames: list[np.ndarray]):
-        """HxWx3 uint8 RGB frames -> a CPU float tensor (N, 3, S, S) ready for ``encode_pixels``."""
+        """HxWx3 uint8 RGB frames -> a CPU float tensor (N, 3, S, S): open_clip's own (PIL) preprocessing."""
         import torch
         from PIL import Image
 
@@ -136,20 +244,62 @@ class ClipEncoder:
             raise ValueError("no frames to preprocess")
         return torch.stack([self.preprocess(Image.fromarray(np.asarray(f))) for f in frames])
 
+    # -- embedding
+
     def encode_pixels(self, pixels) -> np.ndarray:
-        """Preprocessed pixels (N, 3, S, S) -> (N, dim) float32 L2-normalised embeddings."""
+        """Pixels -> (N, dim) float32 L2-normalised embeddings.
+
+        ``pixels`` is either what ``preprocess_frames`` returns (float, N x 3 x
+        S x S, normalised) or what ``pixels_from_frames`` returns (uint8, N x S
+        x S x 3), normalised here, on the model's device.
+        """
         import torch
 
-        with self._lock, torch.inference_mode(), self._autocast():
-            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+        with torch.inference_mode(), self._autocast():
+            pixels = pixels.to(self.device, non_blocking=True)
+            if pixels.dtype == torch.uint8:
+                pixels = self._normalise_pixels(pixels)
+            pixels = pixels.to(self._pixel_dtype)
+            if self.device.startswith("cuda"):
+                pixels = pixels.contiguous(memory_format=torch.channels_last)  # the patch convolution's fast layout
+            features = self.model.encode_image(pixels)
         return _normalise(features)
 
+    def _normalise_pixels(self, pixels):
+        import torch
+
+        spec = self._pixel_spec
+        mean = torch.tensor(spec.mean, device=pixels.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(spec.std, device=pixels.device).view(1, 3, 1, 1) * 255
+        return (pixels.permute(0, 3, 1, 2).float() - mean) / std
+
     def encode_images(self, frames: list[np.ndarray]) -> np.ndarray:
-        """(N, dim) float32, L2-normalised."""
+        """(N, dim) float32, L2-normalised (open_clip's preprocessing)."""
         if len(frames) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = [self.encode_pixels(self.preprocess_frames(chunk)) for chunk in _chunks(frames, self.batch_size)]
         return np.concatenate(parts, axis=0)
+
+    @contextlib.contextmanager
+    def embedding_threads(self, workers: int):
+        """Yields a function that sets up a thread to be one of ``workers`` embedding threads.
+
+        On a CPU each gets its share of torch's threads; on leaving, the
+        calling thread's setting (and the default for new threads) is restored.
+        """
+        import torch
+
+        previous = torch.get_num_threads()
+        share = max(1, previous // max(1, workers))
+
+        def setup() -> None:
+            if self.device == "cpu":
+                torch.set_num_threads(share)
+
+        try:
+            yield setup
+        finally:
+            torch.set_num_threads(previous)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """(N, dim) float32, L2-normalised."""
@@ -162,9 +312,41 @@ class ClipEncoder:
         parts = []
         for chunk in _chunks(list(texts), max(self.batch_size, 64)):
             tokens = self.tokenizer(chunk).to(self.device)
-            with self._lock, torch.inference_mode(), self._autocast():
+            with self._text_lock, torch.inference_mode(), self._autocast():
                 parts.append(_normalise(self.model.encode_text(tokens)))
         return np.concatenate(parts, axis=0)
+
+
+@dataclass(frozen=True)
+class _PixelSpec:
+    side: int
+    squash: bool  # resize to side x side (no crop) instead of short side + center crop
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def _pixel_spec(model, preprocess) -> _PixelSpec | None:
+    """The resize/crop/normalise steps of the model's eval preprocessing, where ``pixels_from_frames`` can do them."""
+    try:
+        import open_clip
+
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = cfg.get("size")
+        side = size if isinstance(size, int) else (size[0] if size[0] == size[1] else None)
+        mode = cfg.get("resize_mode", "shortest")
+        if side is None or cfg.get("interpolation", "bicubic") != "bicubic" or mode not in ("shortest", "squash"):
+            return None
+        if any(type(t).__name__ not in _KNOWN_STEPS for t in getattr(preprocess, "transforms", [None])):
+            return None  # a preprocessing pipeline other than the one the config describes
+        mean, std = tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
+        if len(mean) != 3 or len(std) != 3:
+            return None
+        return _PixelSpec(side=int(side), squash=mode == "squash", mean=mean, std=std)
+    except Exception:
+        return None
+
+
+_KNOWN_STEPS = {"Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "ToTensor", "Normalize", "function"}
 
 
 def _embedding_dim(model) -> int | None:
@@ -279,6 +461,7 @@ def load_clip(config: IndexConfig) -> ClipEncoder:
         random_weights=config.random_weights,
         device=device,
         batch_size=config.batch_size,
+        precision=config.precision,
     )
 
 

@@ -1,27 +1,31 @@
 """A video's frame index: timestamps + CLIP embeddings in a faiss inner-product index.
 
 Building one is a producer/consumer pipeline: a background thread decodes and
-preprocesses frames into a bounded queue (``decode_batches``) while the
-calling thread embeds them (``embed_batches``). Both halves are plain
-functions so they can be timed and tuned on their own.
+preprocesses frames into a bounded queue (``decode_batches`` in ``prefetch``)
+while one or more threads embed them (``embed_batches``). Both halves are
+plain functions so they can be timed and tuned on their own
+(``python -m tools.bench_index`` does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from sleuth.errors import ConfigError
-from tools.options import DEFAULT_MIN_GAP_S
-from tools.video import DecodeError, Video, VideoMeta, WindowError
+from sleuth.errors import ConfigError, SleuthError
+from tools.options import DEFAULT_MIN_GAP_S, DEFAULT_QUEUE_DEPTH
+from tools.video import DecodeError, ScanDecoder, Video, VideoMeta, WindowError
 
 ProgressCallback = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -46,6 +50,8 @@ class IndexMeta(BaseModel):
     fps: float
     max_frames: int
     preprocess: str = ""
+    precision: str = ""  # number format of the image embeddings (fp32, bf16, fp16)
+    decoder: str = ""  # what decoded the frames: pyav-scan, decord or pyav
     dim: int
     n_indexed: int
     skipped: list[tuple[int, str]] = Field(default_factory=list)  # frames that could not be decoded
@@ -168,17 +174,24 @@ def decode_batches(
     indices: Sequence[int],
     preprocess: Callable[[list[np.ndarray]], Any],
     batch_size: int,
+    *,
+    size: tuple[int, int] | None = None,
+    decoder: ScanDecoder = "auto",
+    threads: int = 1,
 ) -> Iterator[DecodedBatch]:
     """Decode ``indices`` and preprocess them ``batch_size`` frames at a time.
 
-    Frames that fail to decode are carried in ``skipped`` of the next batch
-    (a final batch may hold only skips, with ``pixels=None``).
+    Frames are decoded with ``video.scan`` (``size``, ``decoder``, ``threads``:
+    see there), so each is resized as soon as it is decoded and only small
+    frames wait for their batch. Frames that fail to decode are carried in
+    ``skipped`` of the next batch (a final batch may hold only skips, with
+    ``pixels=None``).
     """
     images: list[np.ndarray] = []
     batch_indices: list[int] = []
     times: list[float] = []
     skipped: list[tuple[int, str]] = []
-    for item in video.iter_frames(indices):
+    for item in video.scan(indices, size=size, decoder=decoder, threads=threads):
         if isinstance(item, tuple):
             skipped.append(item)
             continue
@@ -200,29 +213,46 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterable, depth: int) -> Iterator:
-    """Run ``items`` in a background thread, ``depth`` results ahead of the consumer."""
-    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+def prefetch(items: Iterable, depth: int, *, context: Callable[[], ContextManager] | None = None) -> Iterator:
+    """Run ``items`` in a background thread, at most ``depth`` results ahead of the consumer.
+
+    The worker takes one of ``depth`` slots before it computes a result and
+    the consumer frees it when it takes the result, so at most ``depth``
+    results are ever computed-or-computing and not yet taken: memory stays
+    bounded however slow the consumer is. The worker runs inside ``context()``
+    where given. An exception in the worker is raised in the consumer;
+    closing the consumer stops the worker.
+    """
+    slots = threading.Semaphore(max(1, depth))
+    box: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
 
-    def put(value) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
+        with context() if context is not None else contextlib.nullcontext():
+            work()
+
+    def work() -> None:
+        iterator = None
         try:
-            for value in items:
-                if not put(value):
+            iterator = iter(items)
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
                     return
+                try:
+                    value = next(iterator)
+                except StopIteration:
+                    box.put(_DONE)
+                    return
+                box.put(value)
         except BaseException as exc:  # handed to the consumer, raised there
-            put(_Failure(exc))
-            return
-        put(_DONE)
+            box.put(_Failure(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # releases what the generator holds, in the thread that ran it
 
     worker = threading.Thread(target=produce, name="sleuth-frame-decoder", daemon=True)
     worker.start()
@@ -233,6 +263,7 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
                 return
             if isinstance(value, _Failure):
                 raise value.exc
+            slots.release()
             yield value
     finally:
         stop.set()
@@ -244,22 +275,217 @@ def embed_batches(
     encode: Callable[[Any], np.ndarray],
     total: int,
     progress: ProgressCallback | None = None,
+    *,
+    workers: int = 1,
+    setup: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-    """Embed decoded batches: returns (timestamps (N,), embeddings (N, D), skipped frames)."""
+    """Embed decoded batches: returns (timestamps (N,), embeddings (N, D), skipped frames).
+
+    With ``workers > 1``, that many threads (each first running ``setup``)
+    embed batches at the same time; results are put together in order, and
+    at most ``workers + 1`` batches are taken from ``batches`` before their
+    embeddings are done.
+    """
     times: list[float] = []
     parts: list[np.ndarray] = []
     skipped: list[tuple[int, str]] = []
     done = 0
-    for batch in batches:
+
+    def finish(batch: DecodedBatch, embedding: np.ndarray | None) -> None:
+        nonlocal done
         skipped.extend(batch.skipped)
         if batch.indices:
-            parts.append(encode(batch.pixels))
+            parts.append(embedding)
             times.extend(batch.timestamps)
         done += len(batch.indices) + len(batch.skipped)
         if progress is not None:
             progress(done, total)
+
+    if workers <= 1:
+        for batch in batches:
+            finish(batch, encode(batch.pixels) if batch.indices else None)
+    else:
+        pending: deque[tuple[DecodedBatch, Future | None]] = deque()
+        pool = ThreadPoolExecutor(max_workers=workers, initializer=setup, thread_name_prefix="sleuth-embed")
+        try:
+            for batch in batches:
+                pending.append((batch, pool.submit(encode, batch.pixels) if batch.indices else None))
+                while len(pending) > workers:
+                    batch, job = pending.popleft()
+                    finish(batch, job.result() if job is not None else None)
+            while pending:
+                batch, job = pending.popleft()
+                finish(batch, job.result() if job is not None else None)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     embeddings = np.concatenate(parts, axis=0) if parts else np.zeros((0, 0), dtype=np.float32)
     return np.asarray(times, dtype=np.float64), embeddings, skipped
+
+
+def run_pipeline(
+    batches: Iterable[DecodedBatch],
+    encode: Callable[[Any], np.ndarray],
+    total: int,
+    progress: ProgressCallback | None = None,
+    *,
+    workers: int = 2,
+    depth: int = DEFAULT_QUEUE_DEPTH,
+    setup: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Decode and embed with ``workers`` threads that each take whichever task is due.
+
+    Where decoding and the model share a few CPU cores, a dedicated decoding
+    thread next to the model's threads means more runnable threads than
+    cores: they preempt each other, evict each other's caches and wait on
+    each other. Here every thread (each first running ``setup``) does one
+    task at a time: it decodes the next batch when fewer than
+    ``min(workers, depth)`` decoded batches are waiting and nobody else is
+    decoding (decoding is sequential), else embeds the oldest waiting batch.
+    So ``workers`` threads keep ``workers`` cores busy with useful work, and
+    at most ``min(workers, depth)`` batches are ever decoded-or-decoding and
+    not yet taken for embedding. Returns what ``embed_batches`` returns; the
+    first exception in any thread stops the others and is raised here.
+
+    ``batches`` itself always runs on one thread of its own (the worker whose
+    turn it is waits for it), since decoders and the locks they hold belong
+    to the thread that uses them.
+    """
+    decoder = ThreadPoolExecutor(max_workers=1, initializer=setup, thread_name_prefix="sleuth-decode")
+    source = iter(batches)
+    end = object()
+    low_water = max(1, min(workers, depth))
+    state = threading.Condition()
+    ready: deque[tuple[int, DecodedBatch]] = deque()
+    results: dict[int, tuple[DecodedBatch, np.ndarray | None]] = {}
+    failure: list[BaseException] = []
+    decoding = False
+    exhausted = False
+    produced = 0
+    done_frames = 0
+
+    def next_task() -> tuple[str, Any] | None:
+        nonlocal decoding
+        with state:
+            while True:
+                if failure:
+                    return None
+                decoder_free = not decoding and not exhausted
+                if decoder_free and len(ready) < low_water:
+                    decoding = True
+                    return "decode", None
+                if ready:
+                    return "embed", ready.popleft()
+                if exhausted and not decoding:
+                    return None
+                state.wait()
+
+    def work() -> None:
+        nonlocal decoding, exhausted, produced, done_frames
+        try:
+            if setup is not None:
+                setup()
+            while (task := next_task()) is not None:
+                kind, item = task
+                if kind == "decode":
+                    batch = decoder.submit(next, source, end).result()
+                    if batch is end:
+                        batch = None
+                    with state:
+                        decoding = False
+                        if batch is None:
+                            exhausted = True
+                        else:
+                            ready.append((produced, batch))
+                            produced += 1
+                        state.notify_all()
+                    continue
+                seq, batch = item
+                embedding = encode(batch.pixels) if batch.indices else None
+                with state:
+                    results[seq] = (batch, embedding)
+                    done_frames += len(batch.indices) + len(batch.skipped)
+                    if progress is not None:
+                        progress(done_frames, total)
+                    state.notify_all()
+        except BaseException as exc:  # raised in the caller
+            with state:
+                failure.append(exc)
+                decoding = False
+                state.notify_all()
+
+    threads = [threading.Thread(target=work, name=f"sleuth-index-{k}", daemon=True) for k in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            decoder.submit(close).result()  # on the thread that ran it
+        decoder.shutdown(wait=True)
+    if failure:
+        raise failure[0]
+    times: list[float] = []
+    parts: list[np.ndarray] = []
+    skipped: list[tuple[int, str]] = []
+    for seq in range(produced):
+        batch, embedding = results[seq]
+        skipped.extend(batch.skipped)
+        if batch.indices:
+            parts.append(embedding)
+            times.extend(batch.timestamps)
+    embeddings = np.concatenate(parts, axis=0) if parts else np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(times, dtype=np.float64), embeddings, skipped
+
+
+def effective_batch_size(batch_size: int, total: int, workers: int) -> int:
+    """``batch_size``, made smaller where ``total`` frames would otherwise leave a worker without a batch."""
+    if workers <= 1 or total <= 0:
+        return max(1, batch_size)
+    return max(1, min(batch_size, -(-total // workers)))
+
+
+def default_workers(device: str, cores: int | None = None) -> int:
+    """Embedding threads for ``workers=0``.
+
+    On a CPU, two threads of half the cores each: while one waits for the
+    decoder or for Python, the other keeps computing, and neither splits one
+    small forward pass across all cores. Elsewhere one: the device does the work.
+    """
+    if device != "cpu":
+        return 1
+    cores = cores or available_cores()
+    return 2 if cores >= 2 else 1
+
+
+def available_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _decode_failures_named(batches: Iterator[DecodedBatch], path: Path) -> Iterator[DecodedBatch]:
+    """Re-raise an unexpected exception from decoding as a one-line ``DecodeError`` naming the file."""
+    try:
+        yield from batches
+    except SleuthError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
+        raise DecodeError(f"decoding failed ({type(exc).__name__}: {reason}): {path}") from exc
+
+
+def _one_torch_thread() -> ContextManager:
+    # Decoding-side torch work (resizing) stays on one core, leaving the others to the model.
+    from tools.video_scan import torch_threads
+
+    return torch_threads(1)
 
 
 def build_frame_index(
@@ -272,20 +498,50 @@ def build_frame_index(
     queue_depth: int = 4,
     progress: ProgressCallback | None = None,
     meta_extra: dict[str, Any] | None = None,
+    workers: int = 1,
+    decode_threads: int = 1,
+    decoder: ScanDecoder = "auto",
 ) -> FrameIndex:
     """Sample ``video`` at ``fps`` (at most ``max_frames``), embed with ``encoder`` and index.
 
+    A background thread decodes and preprocesses batches (at most
+    ``queue_depth`` ahead) while ``workers`` threads embed them.
     ``encoder`` needs ``preprocess_frames``, ``encode_pixels``, ``model_id``,
-    ``random_weights``, ``labels`` and ``dim`` (a ``tools.clip.ClipEncoder``).
+    ``random_weights``, ``labels`` and ``dim`` (a ``tools.clip.ClipEncoder``);
+    where it also has ``frame_size`` and ``pixels_from_frames``, frames are
+    resized while decoding and batches travel as uint8.
     Raises ``DecodeError`` when no frame can be decoded.
     """
     started = time.perf_counter()
-    indices = video.fps_indices(fps, max_frames=max_frames)
+    indices = video.fps_indices(fps, max_frames=max_frames).tolist()
     total = len(indices)
     if progress is not None:
         progress(0, total)
-    batches = prefetch(decode_batches(video, indices.tolist(), encoder.preprocess_frames, batch_size), queue_depth)
-    timestamps, embeddings, skipped = embed_batches(batches, encoder.encode_pixels, total, progress)
+    size = None
+    preprocess = encoder.preprocess_frames
+    frame_size = getattr(encoder, "frame_size", None)
+    if frame_size is not None and hasattr(encoder, "pixels_from_frames"):
+        size = frame_size(video.meta.width, video.meta.height)
+        if size is not None:
+            preprocess = encoder.pixels_from_frames
+    used_decoder = video.scan_decoder(indices, decoder, decode_threads)
+    batch_size = effective_batch_size(batch_size, total, workers)
+    source = _decode_failures_named(
+        decode_batches(video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=decode_threads),
+        video.path,
+    )
+    threads = getattr(encoder, "embedding_threads", None)
+    if workers > 1:
+        with threads(workers) if threads is not None else contextlib.nullcontext(None) as setup:
+            timestamps, embeddings, skipped = run_pipeline(
+                source, encoder.encode_pixels, total, progress, workers=workers, depth=queue_depth, setup=setup
+            )
+    else:
+        batches = prefetch(source, queue_depth, context=_one_torch_thread)
+        try:
+            timestamps, embeddings, skipped = embed_batches(batches, encoder.encode_pixels, total, progress)
+        finally:
+            batches.close()
     if len(timestamps) == 0:
         reason = skipped[0][1] if skipped else "no frames"
         raise DecodeError(f"no frame could be decoded for the index ({reason}): {video.path}")
@@ -300,6 +556,8 @@ def build_frame_index(
         n_indexed=int(len(timestamps)),
         skipped=sorted(skipped),
         build_s=round(time.perf_counter() - started, 3),
+        precision=getattr(encoder, "precision", ""),
+        decoder=used_decoder,
         **(meta_extra or {}),
     )
     return FrameIndex(timestamps, embeddings, meta)

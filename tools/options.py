@@ -43,8 +43,9 @@ DEFAULT_CLIP_MODEL = "ViT-B-32-256"
 DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 DEFAULT_FPS = 1.0
 DEFAULT_MAX_FRAMES = 1024
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16  # as fast per frame as larger batches on a CPU, and the pipeline fills and drains sooner
 DEFAULT_QUEUE_DEPTH = 4
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_MIN_GAP_S = 2.0
 CACHE_DIR_ENV = "SLEUTH_CACHE_DIR"
 
@@ -64,6 +65,9 @@ class IndexConfig(BaseModel):
     max_frames: int = Field(DEFAULT_MAX_FRAMES, ge=1)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     queue_depth: int = Field(DEFAULT_QUEUE_DEPTH, ge=1)  # decoded batches waiting for the encoder
+    workers: int = Field(0, ge=0)  # embedding threads on a CPU; 0: one per two cores (see tools.frame_index)
+    decode_threads: int = Field(1, ge=0)  # libavcodec threads of the decoding worker; 0: as many as it likes
+    precision: str = "auto"  # image embeddings in fp32, bf16 or fp16; auto: see tools.clip.resolve_precision
     device: str = "auto"
     cache_dir: Optional[Path] = None
     min_gap_s: float = Field(DEFAULT_MIN_GAP_S, ge=0)
@@ -74,6 +78,14 @@ class IndexConfig(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in PRECISION_CHOICES:
+            return value
+        raise ValueError(f"expected {', '.join(PRECISION_CHOICES)}")
 
     @field_validator("device")
     @classmethod
@@ -107,6 +119,11 @@ _FLAGS = {
     "cache_dir": "--cache-dir",
     "device": "--device",
     "min_gap_s": "--min-gap",
+    "precision": "--precision",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "queue_depth": "--queue-depth",
+    "decode_threads": "--decode-threads",
 }
 
 
@@ -185,6 +202,35 @@ CacheDirOpt = Annotated[
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="Torch device for CLIP: auto, cpu, cuda, cuda:N or mps.", rich_help_panel=PANEL),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Number format of image embeddings: auto (fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32), "
+        "fp32, bf16 or fp16. Part of the cache key.",
+        rich_help_panel=PANEL,
+    ),
+]
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option("--batch-size", help="Frames embedded per model call.", rich_help_panel=PANEL),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        help="Threads embedding batches at the same time on a CPU, sharing torch's threads (0: one per two cores).",
+        rich_help_panel=PANEL,
+    ),
+]
+DecodeThreadsOpt = Annotated[
+    int,
+    typer.Option(
+        "--decode-threads",
+        help="Decoder threads of the frame-decoding worker (0: as many as libavcodec likes; 1 suits few cores).",
+        rich_help_panel=PANEL,
+    ),
 ]
 MinGapOpt = Annotated[
     float,

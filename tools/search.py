@@ -25,12 +25,22 @@ from tools.cache import (
     file_sha256,
     index_cache_key,
 )
-from tools.clip import PREPROCESS_VERSION, ClipEncoder, clip_labels, clip_model_id, load_clip
+from tools.clip import (
+    PREPROCESS_VERSION,
+    ClipEncoder,
+    clip_labels,
+    clip_model_id,
+    embedding_recipe,
+    load_clip,
+    resolve_device,
+    resolve_precision,
+)
 from tools.frame_index import (
     FrameIndex,
     ProgressCallback,
     SearchHit,
     build_frame_index,
+    default_workers,
     load_frame_index,
     save_frame_index,
 )
@@ -70,6 +80,7 @@ class FrameSearcher:
         self._key_locks_guard = threading.Lock()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_dir: Path | None = None
+        self._recipe = encoder.recipe if encoder is not None and hasattr(encoder, "recipe") else None
 
     # -- identity
 
@@ -84,6 +95,17 @@ class FrameSearcher:
         if self._encoder is not None:
             return list(self._encoder.labels)
         return clip_labels(self.config)
+
+    @property
+    def recipe(self) -> str:
+        """Preprocessing version and number format of the embeddings (part of the cache key)."""
+        if self._recipe is None:
+            if self._encoder is not None and hasattr(self._encoder, "recipe"):
+                self._recipe = self._encoder.recipe
+            else:
+                device = resolve_device(self.config.device)
+                self._recipe = embedding_recipe(resolve_precision(self.config.precision, device))
+        return self._recipe
 
     @property
     def cache_dir(self) -> Path:
@@ -113,7 +135,7 @@ class FrameSearcher:
             model_id=self.model_id,
             fps=self.config.fps,
             max_frames=self.config.max_frames,
-            preprocess=PREPROCESS_VERSION,
+            preprocess=self.recipe,
         )
 
     def index(self, video: str | Path, progress: ProgressCallback | None = None) -> FrameIndex:
@@ -162,15 +184,18 @@ class FrameSearcher:
 
     def _build(self, path: Path, key: str, progress: ProgressCallback | None) -> FrameIndex:
         encoder = self.encoder
+        config = self.config
         with open_video(path) as video:
             return build_frame_index(
                 video,
                 encoder,
-                fps=self.config.fps,
-                max_frames=self.config.max_frames,
-                batch_size=self.config.batch_size,
-                queue_depth=self.config.queue_depth,
+                fps=config.fps,
+                max_frames=config.max_frames,
+                batch_size=config.batch_size,
+                queue_depth=config.queue_depth,
                 progress=progress,
+                workers=config.workers or default_workers(encoder.device),
+                decode_threads=config.decode_threads,
                 meta_extra={
                     "key": key,
                     "content_sha256": file_sha256(path, memo_dir=self.cache_dir),

@@ -23,10 +23,16 @@ import numpy as np
 from pydantic import BaseModel
 
 from sleuth.errors import SleuthError
+from tools.video_scan import ScanUnavailable, SequentialScan, resize_rgb
 
 ReaderName = Literal["decord", "pyav"]
+ScanDecoder = Literal["auto", "scan", "reader"]
 
 _DECODE_CHUNK = 16  # frames per decord batch: bounds memory, keeps seeks amortised
+# ``Video.scan`` uses the sequential scan when the wanted frames spread over at
+# least this many frames, and at least SCAN_MIN_STRIDE frames per wanted one.
+SCAN_MIN_SPAN = 300
+SCAN_MIN_STRIDE = 2
 
 
 # --------------------------------------------------------------------------- errors
@@ -123,23 +129,36 @@ class _DecordReader:
             self.duration = float(np.round(max(ts[-1, 1], ts[-1, 0]) - origin, 6))
         self.fps = float(self._vr.get_avg_fps() or 0.0)
         shape = self._vr[0].shape if n else (0, 0, 3)
+        self._park()
         self.height, self.width = int(shape[0]), int(shape[1])
 
+    def _park(self) -> None:
+        # After a read, decord's decoding thread goes on decoding the rest of the video into
+        # memory (gigabytes for a long one) and keeps a core busy; a seek to the start stops it.
+        try:
+            self._vr.seek(0)
+        except Exception:
+            pass
+
     def read(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
-        for start in range(0, len(indices), _DECODE_CHUNK):
-            chunk = list(indices[start : start + _DECODE_CHUNK])
-            try:
-                images = self._vr.get_batch(chunk).asnumpy()
-            except Exception:
-                # One bad frame fails the whole batch: retry one by one to find which.
-                for i in chunk:
-                    try:
-                        yield i, self._vr[i].asnumpy(), None
-                    except Exception as exc:
-                        yield i, None, f"decord: {_one_line(exc)}"
-                continue
-            for i, image in zip(chunk, images):
-                yield i, image, None
+        try:
+            for start in range(0, len(indices), _DECODE_CHUNK):
+                chunk = list(indices[start : start + _DECODE_CHUNK])
+                try:
+                    images = self._vr.get_batch(chunk).asnumpy()
+                except Exception:
+                    # One bad frame fails the whole batch: retry one by one to find which.
+                    for i in chunk:
+                        try:
+                            yield i, self._vr[i].asnumpy(), None
+                        except Exception as exc:
+                            yield i, None, f"decord: {_one_line(exc)}"
+                    continue
+                for i, image in zip(chunk, images):
+                    yield i, image, None
+        finally:
+            if self._vr is not None:
+                self._park()
 
     def close(self) -> None:
         self._vr = None
@@ -266,6 +285,7 @@ class Video:
         self._impl = impl
         self._allow_fallback = allow_fallback
         self._lock = threading.RLock()  # readers are not thread-safe
+        self._scan: SequentialScan | None | bool = None  # False: the file cannot be scanned
         self._refresh_meta()
 
     def _refresh_meta(self) -> None:
@@ -303,6 +323,9 @@ class Video:
         with self._lock:
             if self._impl is not None:
                 self._impl.close()
+            if self._scan:
+                self._scan.close()
+            self._scan = None
 
     def __repr__(self) -> str:
         return f"Video({str(self.path)!r}, reader={self.reader!r}, n_frames={self.meta.n_frames})"
@@ -450,6 +473,95 @@ class Video:
                     held = []
             yield from held
 
+    # -- bulk decoding
+
+    def scan_decoder(self, indices: Sequence[int], decoder: ScanDecoder = "auto", threads: int = 1) -> str:
+        """Which decoder ``scan`` will use for ``indices``: ``"pyav-scan"`` or this video's reader name.
+
+        ``auto`` picks the sequential scan (``tools.video_scan``) when the frames
+        to decode between wanted ones are many (sampling well below the frame
+        rate over a long stretch), since that is where skipping non-reference
+        frames and seeking across keyframes pay off; otherwise it keeps the
+        video's reader. ``scan`` forces the scan where the file allows it,
+        ``reader`` forces the reader.
+        """
+        if decoder not in ("auto", "scan", "reader"):
+            raise VideoError(f"unknown scan decoder {decoder!r} (expected auto, scan or reader): {self.path}")
+        wanted = sorted(set(int(i) for i in indices))
+        if decoder == "reader" or not wanted:
+            return self.reader
+        if decoder == "auto":
+            span = wanted[-1] - wanted[0] + 1
+            if span < SCAN_MIN_SPAN or span < SCAN_MIN_STRIDE * len(wanted):
+                return self.reader
+        return SequentialScan.name if self._scanner(threads) is not None else self.reader
+
+    def _scanner(self, threads: int = 1) -> SequentialScan | None:
+        """A scanner whose frame numbering matches this video's, or None (opened once per thread count, kept)."""
+        with self._lock:
+            if self._scan and self._scan.threads != threads:
+                self._scan.close()
+                self._scan = None
+            if self._scan is None:
+                self._scan = self._open_scanner(threads)
+            return self._scan or None
+
+    def _open_scanner(self, threads: int) -> SequentialScan | bool:
+        scan = None
+        try:
+            scan = SequentialScan(self.path, threads=threads)
+            times = scan.timeline
+            # decord computes times in float32: a millisecond is far below a frame and far above its noise.
+            if len(times) != len(self._times) or not np.allclose(times, self._times, rtol=0, atol=1e-3):
+                raise ScanUnavailable("its frame times differ from the reader's")
+        except Exception:
+            if scan is not None:
+                scan.close()
+            return False
+        return scan
+
+    def scan(
+        self,
+        indices: Sequence[int],
+        *,
+        size: tuple[int, int] | None = None,
+        decoder: ScanDecoder = "auto",
+        threads: int = 1,
+    ) -> Iterator[Frame | tuple[int, str]]:
+        """Decode many frames for bulk work (indexing): yields a ``Frame`` or ``(index, reason)`` per index.
+
+        Frames come in ascending index order, each once. ``size=(width,
+        height)`` resizes every frame right after decoding (antialiased
+        bicubic, as PIL), so only small frames are held. ``decoder``: see
+        ``scan_decoder``; ``threads``: decoder threads for the scan (0: as many
+        as libavcodec likes). Frames the scan cannot decode are retried with
+        the video's reader and reported at the end; a frame is skipped only
+        if both fail.
+        """
+        wanted = sorted(set(int(i) for i in indices))
+        n = self.meta.n_frames
+        bad = [i for i in wanted if not 0 <= i < n]
+        if bad:
+            raise WindowError(f"frame index {bad[0]} is outside 0..{n - 1}: {self.path}")
+
+        def shrink(image: np.ndarray) -> np.ndarray:
+            return _as_rgb(image) if size is None else resize_rgb(_as_rgb(image), size)
+
+        retry = wanted
+        if self.scan_decoder(wanted, decoder, threads) == SequentialScan.name:
+            scanner = self._scanner(threads)
+            retry = []
+            for i, image, _reason in scanner.read(wanted):
+                if image is None:
+                    retry.append(i)
+                else:
+                    yield Frame(index=i, t=float(self._times[i]), image=shrink(image))
+        for start in range(0, len(retry), _DECODE_CHUNK):
+            for item in self.iter_frames(retry[start : start + _DECODE_CHUNK]):
+                if isinstance(item, Frame):
+                    item.image = shrink(item.image)
+                yield item
+
     def _switch_to_pyav(self) -> bool:
         try:
             impl = _PyAVReader(self.path)
@@ -461,6 +573,9 @@ class Video:
         self._impl.close()
         self._impl = impl
         self._allow_fallback = False
+        if self._scan:
+            self._scan.close()
+        self._scan = None  # checked again against the new reader's times
         self._refresh_meta()
         return True
 
