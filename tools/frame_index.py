@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from sleuth.errors import ConfigError, SleuthError
-from tools.options import DEFAULT_MIN_GAP_S, DEFAULT_QUEUE_DEPTH
+from tools.options import DEFAULT_BATCH_SIZE, DEFAULT_MIN_GAP_S, DEFAULT_QUEUE_DEPTH
 from tools.video import DecodeError, ScanDecoder, Video, VideoMeta, WindowError
 
 ProgressCallback = Callable[[int, int], None]  # (frames done, frames total)
@@ -440,18 +440,27 @@ def run_pipeline(
 
 
 def effective_batch_size(batch_size: int, total: int, workers: int) -> int:
-    """``batch_size``, made smaller where ``total`` frames would otherwise leave a worker without a batch."""
+    """``batch_size``, smaller for a short video so that its few batches still overlap.
+
+    With ``workers`` threads, aim at four batches each (no smaller than 8
+    frames, or one batch each where there are fewer frames than that): the
+    first decode and the last embedding run alone, so the shorter they are
+    the better, while below ~8 frames a batch costs more per frame.
+    """
     if workers <= 1 or total <= 0:
         return max(1, batch_size)
-    return max(1, min(batch_size, -(-total // workers)))
+    per_worker = -(-total // workers)
+    return max(1, min(batch_size, max(-(-total // (4 * workers)), min(8, per_worker))))
 
 
 def default_workers(device: str, cores: int | None = None) -> int:
-    """Embedding threads for ``workers=0``.
+    """Worker threads for ``workers=0``.
 
-    On a CPU, two threads of half the cores each: while one waits for the
-    decoder or for Python, the other keeps computing, and neither splits one
-    small forward pass across all cores. Elsewhere one: the device does the work.
+    On a CPU, two (``run_pipeline``), each with half of torch's threads:
+    decoding and embedding then share the cores without a thread too many,
+    and no forward pass is split so thin that its threads mostly wait on
+    each other. Elsewhere one embedding thread next to the decoding thread:
+    the device does the model's work.
     """
     if device != "cpu":
         return 1
@@ -494,8 +503,8 @@ def build_frame_index(
     *,
     fps: float,
     max_frames: int,
-    batch_size: int = 32,
-    queue_depth: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    queue_depth: int = DEFAULT_QUEUE_DEPTH,
     progress: ProgressCallback | None = None,
     meta_extra: dict[str, Any] | None = None,
     workers: int = 1,
@@ -504,8 +513,12 @@ def build_frame_index(
 ) -> FrameIndex:
     """Sample ``video`` at ``fps`` (at most ``max_frames``), embed with ``encoder`` and index.
 
-    A background thread decodes and preprocesses batches (at most
-    ``queue_depth`` ahead) while ``workers`` threads embed them.
+    With ``workers=1`` a background thread decodes and preprocesses batches
+    (at most ``queue_depth`` ahead, ``prefetch``) while the calling thread
+    embeds them; with more, that many threads share decoding and embedding
+    (``run_pipeline``), each with its share of torch's threads. Frames are
+    decoded by ``video.scan`` (``decoder``, ``decode_threads``: see there).
+    Unexpected decoding failures become a ``DecodeError`` naming the file.
     ``encoder`` needs ``preprocess_frames``, ``encode_pixels``, ``model_id``,
     ``random_weights``, ``labels`` and ``dim`` (a ``tools.clip.ClipEncoder``);
     where it also has ``frame_size`` and ``pixels_from_frames``, frames are
