@@ -1,0 +1,87 @@
+"""The indexing benchmark script runs end to end and reports consistent figures (not timings: those vary)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tools import bench_index
+
+HEADLINE = ("decode_fps", "embed_fps", "sequential_fps", "pipeline_fps", "bound_fps", "cached_search_s", "peak_rss_mb")
+
+
+def run(capsys, args: list[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_index.main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def base_args(video, tiny_clip_model, tmp_path) -> list[str]:
+    return ["--minutes", "0", "--no-bundled", "--no-search", "--video", str(video), "--clip-model", tiny_clip_model,
+            "--fps", "5", "--cache-dir", str(tmp_path / "cache")]
+
+
+def test_json_has_every_headline_figure_and_rounds(capsys, synthetic_video, tiny_clip_model, tmp_path):
+    code, out, _ = run(capsys, ["--json", "--repeat", "2", *base_args(synthetic_video, tiny_clip_model, tmp_path)])
+    assert code == 0
+    result = json.loads(out)
+    assert set(HEADLINE) <= set(result)
+    assert result["cached_search_s"] is None  # --no-search
+    row = result["videos"][0]
+    assert row["frames"] == 20  # 4 s at 5 fps
+    assert row["rounds"] == 2
+    assert all(len(values) == 2 for values in row["rounds_fps"].values())
+    assert len(row["pipeline_vs_sequential_rounds"]) == 2
+    # The pipeline builds the same embeddings as decode-then-embed, every round.
+    assert row["pipeline_matches_sequential"] is True
+    for key in ("decode_fps", "embed_fps", "sequential_fps", "pipeline_fps"):
+        assert row[key] > 0
+        assert row[key] == max(row["rounds_fps"][key.removesuffix("_fps")])  # best of the rounds
+    assert row["bound_fps"] == min(row["decode_fps"], row["embed_fps"])
+    assert row["pipeline_vs_sequential"] == pytest.approx(row["pipeline_fps"] / row["sequential_fps"], rel=0.01)
+    assert result["labels"] == ["random-weights"]
+    assert result["settings"]["repeat"] == 2
+
+
+def test_table_labels_random_weights(capsys, synthetic_video, tiny_clip_model, tmp_path):
+    code, out, _ = run(capsys, base_args(synthetic_video, tiny_clip_model, tmp_path))
+    assert code == 0
+    assert "RANDOM WEIGHTS" in out
+    assert "pipe/seq" in out and "synthetic.mp4" in out
+
+
+def test_cached_search_reads_the_index_from_disk(synthetic_video, tiny_clip_model, tmp_path):
+    from tools.clip import load_clip
+    from tools.options import IndexConfig
+
+    config = IndexConfig(clip_model=tiny_clip_model, pretrained=None, random_weights=True, cache_dir=tmp_path)
+    figures = bench_index.measure_cached_search(load_clip(config), config, synthetic_video, repeats=3)
+    assert figures["frames"] == 4
+    assert len(figures["cached_search_s_all"]) == 3
+    assert 0 < figures["cached_load_s"] <= figures["cached_search_s"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--size", "1280x7"], "invalid --size"),
+        (["--decoder", "fast"], "invalid --decoder"),
+        (["--minutes", "0", "--no-bundled"], "nothing to measure"),
+        (["--minutes", "0", "--no-bundled", "--video", "/no/such/clip.mp4"], "video not found"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, args, message, tiny_clip_model, tmp_path):
+    code, _, err = run(capsys, [*args, "--no-search", "--clip-model", tiny_clip_model, "--cache-dir", str(tmp_path)])
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_bundled_clips_are_distinct_files():
+    clips = bench_index.bundled_clips()
+    assert clips, "the example clip ships with the package"
+    digests = [hashlib.sha256(clip.read_bytes()).hexdigest() for clip in clips]
+    assert len(set(digests)) == len(digests)
