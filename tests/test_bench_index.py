@@ -85,3 +85,13 @@ def test_bundled_clips_are_distinct_files():
     assert clips, "the example clip ships with the package"
     digests = [hashlib.sha256(clip.read_bytes()).hexdigest() for clip in clips]
     assert len(set(digests)) == len(digests)
+
+
+def test_memory_probe_prints_one_row_per_build(capsys, synthetic_video, tiny_clip_model):
+    from tools import bench_memory
+
+    bench_memory.main(["--video", str(synthetic_video), "--fps", "1", "5", "--rebuilds", "2",
+                       "--clip-model", tiny_clip_model, "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [(r["fps"], r["build"], r["frames"]) for r in rows] == [(1, 1, 4), (1, 2, 4), (5, 1, 20), (5, 2, 20)]
+    assert all(r["peak_mb"] >= r["rss_before_mb"] > 0 for r in rows)

@@ -281,6 +281,41 @@ def test_pipeline_never_decodes_more_than_its_bound_ahead():
     assert max(ahead) <= 2  # min(workers, depth)
 
 
+class _CountedPixels:
+    """Pixels that know how many of their kind are alive."""
+
+    alive = 0
+
+    def __init__(self, value: int):
+        self.value = value
+        _CountedPixels.alive += 1
+
+    def __del__(self):
+        _CountedPixels.alive -= 1
+
+
+@pytest.mark.parametrize("pipeline", ["run_pipeline", "embed_batches"])
+def test_pixels_are_let_go_once_embedded(pipeline):
+    # Memory must not grow with a video's length: a 1-hour video at 1 fps is 3,600 frames of pixels.
+    alive_at_encode: list[int] = []
+
+    def batches():
+        for i in range(40):
+            yield DecodedBatch([i], [float(i)], _CountedPixels(i))
+
+    def encode(pixels):
+        alive_at_encode.append(_CountedPixels.alive)
+        return np.full((1, 2), pixels.value, dtype=np.float32)
+
+    if pipeline == "run_pipeline":
+        times, embeddings, _ = run_pipeline(batches(), encode, 40, workers=2, depth=4)
+    else:
+        times, embeddings, _ = embed_batches(batches(), encode, 40, workers=2)
+    assert embeddings[:, 0].tolist() == [float(i) for i in range(40)]
+    assert max(alive_at_encode) <= 6  # the batches waiting and in flight, not all 40
+    assert _CountedPixels.alive == 0
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
@@ -401,6 +401,7 @@ def run_pipeline(
                     continue
                 seq, batch = item
                 embedding = encode(batch.pixels) if batch.indices else None
+                batch = replace(batch, pixels=None)  # keep the timestamps, let the pixels go: memory stays bounded
                 with state:
                     results[seq] = (batch, embedding)
                     done_frames += len(batch.indices) + len(batch.skipped)
