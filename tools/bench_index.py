@@ -483,7 +483,7 @@ def print_report(result: dict[str, Any]) -> None:
 
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=160)  # logs and files: room for every column
+        console = Console(highlight=False, width=200)  # logs and files: room for every column
     s, m = result["settings"], result["machine"]
     title = (
         f"Index throughput · {result['model']} · {s['precision']} on {s['device']} · "
