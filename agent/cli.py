@@ -40,11 +40,13 @@ from sleuth.errors import ConfigError
 from tools.options import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
+    DEFAULT_FRAME_FIT,
     DEFAULT_MAX_FRAMES,
     CacheDirOpt,
     ClipCheckpointOpt,
     ClipModelOpt,
     FpsOpt,
+    FrameFitOpt,
     MaxFramesOpt,
     PretrainedOpt,
     RandomWeightsOpt,
@@ -244,6 +246,7 @@ def ask(
     fps: FpsOpt = DEFAULT_FPS,
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
+    frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
 ) -> None:
     """Answer a multiple-choice QUESTION about VIDEO with the agent.
 
@@ -262,6 +265,7 @@ def ask(
     index_config = index_config_from_options(
         clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
         random_weights=random_weights, fps=fps, max_frames=max_frames, cache_dir=cache_dir, device=device,
+        frame_fit=frame_fit,
     )
     perception: Literal["direct", "delegated"] = "delegated" if perception_model else "direct"
     agent_config = _agent_config(

@@ -37,11 +37,13 @@ from agent.backends.options import (
 from tools.options import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
+    DEFAULT_FRAME_FIT,
     DEFAULT_MAX_FRAMES,
     CacheDirOpt,
     ClipCheckpointOpt,
     ClipModelOpt,
     FpsOpt,
+    FrameFitOpt,
     MaxFramesOpt,
     PretrainedOpt,
     RandomWeightsOpt,
@@ -172,6 +174,7 @@ def eval_command(
     fps: FpsOpt = DEFAULT_FPS,
     index_max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
+    frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
     clip_device: Annotated[
         str, typer.Option("--clip-device", rich_help_panel="Frame index", help="Torch device for CLIP: auto, cpu, cuda, cuda:N, mps.")
     ] = "auto",
@@ -239,7 +242,7 @@ def eval_command(
         index_config = index_config_from_options(
             clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
             random_weights=random_weights, fps=fps, max_frames=index_max_frames, cache_dir=cache_dir,
-            device=clip_device,
+            device=clip_device, frame_fit=frame_fit,
         )
         searcher = FrameSearcher(index_config)
         index_info = {

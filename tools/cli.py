@@ -12,6 +12,7 @@ from tools.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
+    DEFAULT_FRAME_FIT,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MIN_GAP_S,
     BatchSizeOpt,
@@ -21,6 +22,7 @@ from tools.options import (
     DecodeThreadsOpt,
     DeviceOpt,
     FpsOpt,
+    FrameFitOpt,
     MaxFramesOpt,
     MinGapOpt,
     PrecisionOpt,
@@ -82,6 +84,7 @@ def index_command(
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = 0,
     decode_threads: DecodeThreadsOpt = 1,
@@ -114,6 +117,7 @@ def index_command(
         cache_dir=cache_dir,
         device=device,
         precision=precision,
+        frame_fit=frame_fit,
         batch_size=batch_size,
         workers=workers,
         decode_threads=decode_threads,
@@ -250,6 +254,7 @@ def search_command(
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
 ) -> None:
     """Find the moments of VIDEO that best match TEXT (CLIP text-to-frame similarity).
 
@@ -271,6 +276,7 @@ def search_command(
         device=device,
         min_gap_s=min_gap,
         precision=precision,
+        frame_fit=frame_fit,
     )
     searcher = FrameSearcher(config)
     outcome = searcher.ensure_index(video)

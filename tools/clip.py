@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from sleuth.errors import ConfigError, ModelUnavailableError
-from tools.options import DEFAULT_CLIP_MODEL, IndexConfig
+from tools.options import DEFAULT_CLIP_MODEL, DEFAULT_FRAME_FIT, FRAME_FITS, IndexConfig
 
 RANDOM_WEIGHTS_LABEL = "random-weights"
 RANDOM_SEED = 0
@@ -117,9 +117,10 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
-def embedding_recipe(precision: str) -> str:
+def embedding_recipe(precision: str, frame_fit: str = DEFAULT_FRAME_FIT) -> str:
     """What, besides the model and sampling, decides the embeddings: goes into the cache key."""
-    return f"{PREPROCESS_VERSION};{precision}"
+    recipe = f"{PREPROCESS_VERSION};{precision}"
+    return recipe if frame_fit == DEFAULT_FRAME_FIT else f"{recipe};fit={frame_fit}"
 
 
 # --------------------------------------------------------------------------- encoder
@@ -130,7 +131,9 @@ class ClipEncoder:
 
     Image embeddings are computed in ``precision`` (``fp32``, ``bf16`` or
     ``fp16``); text embeddings always in fp32 on the CPU (autocast fp16 on
-    CUDA). On a CPU, ``embedding_threads`` lets several threads each run the
+    CUDA). Frames that are not square are centre-cropped (``frame_fit="crop"``,
+    the model's own preprocessing) or letterboxed whole onto the model's mean
+    colour (``"pad"``). On a CPU, ``embedding_threads`` lets several threads each run the
     image tower on their own share of the cores, which keeps every core busy
     without the threads of one forward pass waiting on each other.
     """
@@ -146,8 +149,12 @@ class ClipEncoder:
         device: str,
         batch_size: int = 32,
         precision: str = "fp32",
+        frame_fit: str = DEFAULT_FRAME_FIT,
     ):
         import torch
+
+        if frame_fit not in FRAME_FITS:
+            raise ConfigError(f"unknown frame fit {frame_fit!r}; expected {' or '.join(FRAME_FITS)}")
 
         self.model = model.eval()
         self.preprocess = preprocess
@@ -157,6 +164,7 @@ class ClipEncoder:
         self.device = device
         self.batch_size = batch_size
         self.precision = resolve_precision(precision, device)
+        self.frame_fit = frame_fit
         self._text_lock = threading.Lock()
         self._pixel_spec = _pixel_spec(model, preprocess)
         self._pixel_dtype = torch.float32
@@ -175,7 +183,7 @@ class ClipEncoder:
 
     @property
     def recipe(self) -> str:
-        return embedding_recipe(self.precision)
+        return embedding_recipe(self.precision, self.frame_fit)
 
     def __repr__(self) -> str:
         return f"ClipEncoder({self.model_id!r}, device={self.device!r}, precision={self.precision!r}, dim={self.dim})"
@@ -191,7 +199,7 @@ class ClipEncoder:
     # -- pixels. Decoding threads call these; they touch no model state.
 
     def frame_size(self, width: int, height: int) -> tuple[int, int] | None:
-        """The (width, height) a width x height frame is resized to before the center crop.
+        """The (width, height) a width x height frame is resized to before the center crop (or the padding).
 
         None where this model's preprocessing is not a resize + center crop
         that ``pixels_from_frames`` reproduces; use ``preprocess_frames`` then.
@@ -200,6 +208,10 @@ class ClipEncoder:
         if spec is None or width < 1 or height < 1:
             return None
         side = spec.side
+        if self.frame_fit == "pad":  # the long side becomes ``side``; the rest is padding
+            if width >= height:
+                return side, max(1, round(side * height / width))
+            return max(1, round(side * width / height)), side
         if spec.squash:
             return side, side
         # torchvision's Resize(int): the short side becomes ``side``, the long one is truncated.
@@ -211,7 +223,7 @@ class ClipEncoder:
         """HxWx3 uint8 RGB frames -> uint8 tensor (N, S, S, 3) for ``encode_pixels``.
 
         Frames already at ``frame_size`` (resized while decoding) are only
-        cropped; others are resized first. Raises ``ValueError`` where the model's
+        cropped (or padded); others are resized first. Raises ``ValueError`` where the model's
         preprocessing is not supported (see ``frame_size``).
         """
         import torch
@@ -228,6 +240,9 @@ class ClipEncoder:
             if size is None:
                 raise ValueError(f"{self.model_id} needs preprocess_frames")
             frame = resize_rgb(frame, size)
+            if self.frame_fit == "pad":
+                out[k] = torch.from_numpy(_letterbox(frame, side, self._pad_colour()))
+                continue
             top = int(round((frame.shape[0] - side) / 2.0))
             left = int(round((frame.shape[1] - side) / 2.0))
             out[k] = torch.from_numpy(frame[top : top + side, left : left + side])
@@ -242,7 +257,15 @@ class ClipEncoder:
 
         if not frames:
             raise ValueError("no frames to preprocess")
-        return torch.stack([self.preprocess(Image.fromarray(np.asarray(f))) for f in frames])
+        frames = [np.asarray(f) for f in frames]
+        if self.frame_fit == "pad":
+            frames = [_letterbox(f, max(f.shape[:2]), self._pad_colour()) for f in frames]
+        return torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
+
+    def _pad_colour(self) -> tuple[int, int, int]:
+        """The model's mean colour: padding that normalises to zero, as if nothing were there."""
+        mean = self._pixel_spec.mean if self._pixel_spec else _preprocess_mean(self.preprocess)
+        return tuple(int(round(255 * m)) for m in mean)
 
     # -- embedding
 
@@ -344,6 +367,24 @@ def _pixel_spec(model, preprocess) -> _PixelSpec | None:
         return _PixelSpec(side=int(side), squash=mode == "squash", mean=mean, std=std)
     except Exception:
         return None
+
+
+def _preprocess_mean(preprocess) -> tuple[float, float, float]:
+    for step in getattr(preprocess, "transforms", []):
+        mean = getattr(step, "mean", None)
+        if type(step).__name__ == "Normalize" and mean is not None and len(mean) == 3:
+            return tuple(float(m) for m in mean)
+    return (0.48145466, 0.4578275, 0.40821073)  # CLIP's
+
+
+def _letterbox(frame: np.ndarray, side: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """``frame`` (at most side x side) centred on a side x side canvas of ``colour``."""
+    height, width = frame.shape[:2]
+    canvas = np.empty((side, side, 3), dtype=np.uint8)
+    canvas[:] = colour
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top : top + height, left : left + width] = frame
+    return canvas
 
 
 _KNOWN_STEPS = {"Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "ToTensor", "Normalize", "function"}
@@ -462,6 +503,7 @@ def load_clip(config: IndexConfig) -> ClipEncoder:
         device=device,
         batch_size=config.batch_size,
         precision=config.precision,
+        frame_fit=config.frame_fit,
     )
 
 

@@ -46,6 +46,11 @@ DEFAULT_MAX_FRAMES = 1024
 DEFAULT_BATCH_SIZE = 16  # as fast per frame as larger batches on a CPU, and the pipeline fills and drains sooner
 DEFAULT_QUEUE_DEPTH = 4
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+# How a frame that is not square becomes the model's square input: "crop" is the model's own
+# preprocessing (short side resized, centre cropped: a 16:9 frame loses 44% of its width);
+# "pad" letterboxes the whole frame onto the model's mean colour, so nothing at the sides is lost.
+FRAME_FITS = ("crop", "pad")
+DEFAULT_FRAME_FIT = "crop"
 DEFAULT_MIN_GAP_S = 2.0
 CACHE_DIR_ENV = "SLEUTH_CACHE_DIR"
 
@@ -65,9 +70,10 @@ class IndexConfig(BaseModel):
     max_frames: int = Field(DEFAULT_MAX_FRAMES, ge=1)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     queue_depth: int = Field(DEFAULT_QUEUE_DEPTH, ge=1)  # decoded batches waiting for the encoder
-    workers: int = Field(0, ge=0)  # embedding threads on a CPU; 0: one per two cores (see tools.frame_index)
+    workers: int = Field(0, ge=0)  # index-building threads on a CPU; 0: see tools.frame_index.default_workers
     decode_threads: int = Field(1, ge=0)  # libavcodec threads of the decoding worker; 0: as many as it likes
     precision: str = "auto"  # image embeddings in fp32, bf16 or fp16; auto: see tools.clip.resolve_precision
+    frame_fit: str = DEFAULT_FRAME_FIT  # see FRAME_FITS
     device: str = "auto"
     cache_dir: Optional[Path] = None
     min_gap_s: float = Field(DEFAULT_MIN_GAP_S, ge=0)
@@ -79,13 +85,14 @@ class IndexConfig(BaseModel):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("precision")
+    @field_validator("precision", "frame_fit")
     @classmethod
-    def _known_precision(cls, value: str) -> str:
+    def _one_of_the_choices(cls, value: str, info) -> str:
+        choices = {"precision": PRECISION_CHOICES, "frame_fit": FRAME_FITS}[info.field_name]
         value = value.strip().lower()
-        if value in PRECISION_CHOICES:
+        if value in choices:
             return value
-        raise ValueError(f"expected {', '.join(PRECISION_CHOICES)}")
+        raise ValueError(f"expected {', '.join(choices[:-1])} or {choices[-1]}")
 
     @field_validator("device")
     @classmethod
@@ -120,6 +127,7 @@ _FLAGS = {
     "device": "--device",
     "min_gap_s": "--min-gap",
     "precision": "--precision",
+    "frame_fit": "--frame-fit",
     "batch_size": "--batch-size",
     "workers": "--workers",
     "queue_depth": "--queue-depth",
@@ -212,6 +220,15 @@ PrecisionOpt = Annotated[
         rich_help_panel=PANEL,
     ),
 ]
+FrameFitOpt = Annotated[
+    str,
+    typer.Option(
+        "--frame-fit",
+        help="How a frame that is not square is fitted to CLIP's square input: crop (the model's own centre crop; "
+        "a 16:9 frame loses its sides) or pad (the whole frame, letterboxed). Part of the cache key.",
+        rich_help_panel=PANEL,
+    ),
+]
 BatchSizeOpt = Annotated[
     int,
     typer.Option("--batch-size", help="Frames embedded per model call.", rich_help_panel=PANEL),
@@ -220,7 +237,8 @@ WorkersOpt = Annotated[
     int,
     typer.Option(
         "--workers",
-        help="Threads embedding batches at the same time on a CPU, sharing torch's threads (0: one per two cores).",
+        help="Threads sharing decoding and embedding on a CPU, each with its share of torch's threads "
+        "(0: two where there are two cores or more).",
         rich_help_panel=PANEL,
     ),
 ]
@@ -263,6 +281,7 @@ def index_config_from_options(
     max_frames: int = DEFAULT_MAX_FRAMES,
     cache_dir: Optional[Path] = None,
     device: str = "auto",
+    frame_fit: str = DEFAULT_FRAME_FIT,
     **extra,
 ) -> IndexConfig:
     """Build an ``IndexConfig`` from the shared CLI options (``extra``: any other IndexConfig field)."""
@@ -281,5 +300,6 @@ def index_config_from_options(
         max_frames=max_frames,
         cache_dir=cache_dir,
         device=device,
+        frame_fit=frame_fit,
         **extra,
     )

@@ -104,7 +104,9 @@ class FrameSearcher:
                 self._recipe = self._encoder.recipe
             else:
                 device = resolve_device(self.config.device)
-                self._recipe = embedding_recipe(resolve_precision(self.config.precision, device))
+                self._recipe = embedding_recipe(
+                    resolve_precision(self.config.precision, device), self.config.frame_fit
+                )
         return self._recipe
 
     @property
