@@ -548,7 +548,7 @@ def bench_command(
     fps: Annotated[float, typer.Option("--fps", help="Frames per second to index.")] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Frames per model call.")] = DEFAULT_BATCH_SIZE,
     workers: Annotated[
-        int, typer.Option("--workers", help="Embedding threads on a CPU (0: the default, one per two cores).")
+        int, typer.Option("--workers", help="Threads sharing decoding and embedding on a CPU (0: as sleuth index chooses).")
     ] = 0,
     queue_depth: Annotated[
         int, typer.Option("--queue-depth", help="Decoded batches that may wait for the model.")
