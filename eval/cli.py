@@ -265,6 +265,11 @@ def eval_command(
         {
             "data": {"source": dataset.source, "videos": str(videos), "questions": len(dataset.questions)},
             "index": index_info,
+            # What decides which frames a search finds; resuming with other values would mix two retrievers.
+            **({"retrieval": {
+                "clip": index_info["clip_model_id"],
+                **{key: index_info["settings"][key] for key in ("fps", "max_frames", "frame_fit")},
+            }} if index_info else {}),
             "models": {
                 "model": backend_config.model,
                 **({"perception": perception_model} if perception_model else {}),

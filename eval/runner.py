@@ -33,7 +33,8 @@ from prompts import prompt_hashes
 from sleuth.errors import ConfigError, SleuthError
 
 # Settings that must match for a run directory to be resumed (else results would mix).
-IDENTITY_KEYS = ("method", "model", "backend_kind", "frames", "cot", "strict_official")
+# Settings a resumed run must share with the rows already written ("retrieval": the agent's frame index).
+IDENTITY_KEYS = ("method", "model", "backend_kind", "frames", "cot", "strict_official", "retrieval")
 
 VERSIONED_PACKAGES = (
     "sleuth", "openai", "langgraph", "torch", "open_clip_torch", "faiss-cpu", "transformers",
@@ -141,6 +142,15 @@ def build_run_config(method: Method, *, backend_info: dict[str, Any], extra: dic
     return config
 
 
+def _first_difference(name: str, old: Any, new: Any) -> tuple[str, Any, Any]:
+    """Where two settings differ: ``retrieval.frame_fit``, not the whole ``retrieval`` dict."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return _first_difference(f"{name}.{key}", old.get(key), new.get(key))
+    return name, old, new
+
+
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
     """Write config.json; refuses to resume a directory made with different identity settings."""
     path = run_dir / CONFIG_FILE
@@ -153,9 +163,9 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
             raise ConfigError(f"{path}: unreadable run configuration ({exc}); use a new --out") from None
         for key in IDENTITY_KEYS:
             if key in previous and key in config and previous[key] != config[key]:
+                name, was, now_ = _first_difference(key, previous[key], config[key])
                 raise ConfigError(
-                    f"{run_dir} holds a run with {key}={previous[key]!r}, not {config[key]!r}; "
-                    f"use another --out to keep results apart"
+                    f"{run_dir} holds a run with {name}={was!r}, not {now_!r}; use another --out to keep results apart"
                 )
         config["created_at"] = previous.get("created_at", now)
     else:

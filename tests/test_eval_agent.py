@@ -68,3 +68,13 @@ def test_agent_method_writes_rows_and_traces(fake_openai, synthetic_video, tiny_
     assert "random-weights" in config["index"]["labels"]
     assert any(name.startswith("agent_") for name in config["prompts"])
     assert "sk-agent-secret" not in (run_dir / "config.json").read_text()
+    assert config["retrieval"] == {"clip": config["models"]["clip"], "fps": 1.0, "max_frames": 1024, "frame_fit": "crop"}
+
+    # Resuming with another frame index would mix two retrievers in one run.
+    with_pad = [*args, "--frame-fit", "pad"]
+    try:
+        main(with_pad)
+    except SystemExit as exc:
+        assert exc.code == 2
+    err = capsys.readouterr().err
+    assert "retrieval.frame_fit='crop', not 'pad'" in err and "another --out" in err
