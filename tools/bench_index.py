@@ -128,25 +128,18 @@ def _rate(frames: int, seconds: float) -> float:
 
 def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> dict[str, Any]:
     """One round of the four stages on ``path``: their stopwatches and what they produced."""
-    from tools.frame_index import (
-        DecodedBatch,
-        build_frame_index,
-        decode_batches,
-        effective_batch_size,
-        embed_batches,
-    )
+    from tools.frame_index import DecodedBatch, build_frame_index, decode_batches, decode_plan, embed_batches
     from tools.video import open_video
     from tools.video_scan import torch_threads
 
     workers = settings.workers
     threads = settings.decode_threads
 
-    def stage_inputs(video):
-        indices = video.fps_indices(settings.fps, max_frames=settings.max_frames).tolist()
-        size = encoder.frame_size(video.meta.width, video.meta.height)
-        preprocess = encoder.pixels_from_frames if size is not None else encoder.preprocess_frames
-        batch_size = effective_batch_size(settings.batch_size, len(indices), workers)  # as build_frame_index does
-        return indices, size, preprocess, batch_size
+    def stage_inputs(video):  # the same frames, preprocessing and batches as the pipeline
+        return decode_plan(
+            video, encoder, fps=settings.fps, max_frames=settings.max_frames, batch_size=settings.batch_size,
+            workers=workers,
+        )
 
     # decode only: one thread, everything kept for the embed-only run
     with open_video(path) as video:

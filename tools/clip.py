@@ -167,6 +167,9 @@ class ClipEncoder:
         self.frame_fit = frame_fit
         self._text_lock = threading.Lock()
         self._pixel_spec = _pixel_spec(model, preprocess)
+        # Padding in the model's mean colour normalises to zero, as if nothing were there.
+        mean = self._pixel_spec.mean if self._pixel_spec else _preprocess_mean(preprocess)
+        self._pad_colour = tuple(int(round(255 * m)) for m in mean)
         self._pixel_dtype = torch.float32
         if self.precision == "bf16" and not device.startswith("cuda"):
             # Weights in bf16 rather than autocast: autocast would convert them on every call.
@@ -241,7 +244,7 @@ class ClipEncoder:
                 raise ValueError(f"{self.model_id} needs preprocess_frames")
             frame = resize_rgb(frame, size)
             if self.frame_fit == "pad":
-                out[k] = torch.from_numpy(_letterbox(frame, side, self._pad_colour()))
+                out[k] = torch.from_numpy(_letterbox(frame, side, self._pad_colour))
                 continue
             top = int(round((frame.shape[0] - side) / 2.0))
             left = int(round((frame.shape[1] - side) / 2.0))
@@ -259,13 +262,8 @@ class ClipEncoder:
             raise ValueError("no frames to preprocess")
         frames = [np.asarray(f) for f in frames]
         if self.frame_fit == "pad":
-            frames = [_letterbox(f, max(f.shape[:2]), self._pad_colour()) for f in frames]
+            frames = [_letterbox(f, max(f.shape[:2]), self._pad_colour) for f in frames]
         return torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
-
-    def _pad_colour(self) -> tuple[int, int, int]:
-        """The model's mean colour: padding that normalises to zero, as if nothing were there."""
-        mean = self._pixel_spec.mean if self._pixel_spec else _preprocess_mean(self.preprocess)
-        return tuple(int(round(255 * m)) for m in mean)
 
     # -- embedding
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -498,6 +498,28 @@ def _one_torch_thread() -> ContextManager:
     return torch_threads(1)
 
 
+class DecodePlan(NamedTuple):
+    """What to decode for an index and how: frame indices, resize target, preprocessing, batch size."""
+
+    indices: list[int]
+    size: tuple[int, int] | None  # frames are resized to this while decoding; None: left as they are
+    preprocess: Callable[[list[np.ndarray]], Any]
+    batch_size: int
+
+
+def decode_plan(video: Video, encoder, *, fps: float, max_frames: int, batch_size: int, workers: int) -> DecodePlan:
+    """The frames ``build_frame_index`` decodes for ``video`` and how it prepares them for ``encoder``."""
+    indices = video.fps_indices(fps, max_frames=max_frames).tolist()
+    size = None
+    preprocess = encoder.preprocess_frames
+    frame_size = getattr(encoder, "frame_size", None)
+    if frame_size is not None and hasattr(encoder, "pixels_from_frames"):
+        size = frame_size(video.meta.width, video.meta.height)
+        if size is not None:
+            preprocess = encoder.pixels_from_frames
+    return DecodePlan(indices, size, preprocess, effective_batch_size(batch_size, len(indices), workers))
+
+
 def build_frame_index(
     video: Video,
     encoder,
@@ -527,21 +549,16 @@ def build_frame_index(
     Raises ``DecodeError`` when no frame can be decoded.
     """
     started = time.perf_counter()
-    indices = video.fps_indices(fps, max_frames=max_frames).tolist()
+    plan = decode_plan(video, encoder, fps=fps, max_frames=max_frames, batch_size=batch_size, workers=workers)
+    indices = plan.indices
     total = len(indices)
     if progress is not None:
         progress(0, total)
-    size = None
-    preprocess = encoder.preprocess_frames
-    frame_size = getattr(encoder, "frame_size", None)
-    if frame_size is not None and hasattr(encoder, "pixels_from_frames"):
-        size = frame_size(video.meta.width, video.meta.height)
-        if size is not None:
-            preprocess = encoder.pixels_from_frames
     used_decoder = video.scan_decoder(indices, decoder, decode_threads)
-    batch_size = effective_batch_size(batch_size, total, workers)
     source = _decode_failures_named(
-        decode_batches(video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=decode_threads),
+        decode_batches(
+            video, indices, plan.preprocess, plan.batch_size, size=plan.size, decoder=decoder, threads=decode_threads
+        ),
         video.path,
     )
     threads = getattr(encoder, "embedding_threads", None)
