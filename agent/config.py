@@ -25,6 +25,9 @@ class AgentConfig(BaseModel):
     max_tokens: int | None = Field(
         100_000, ge=1, description="total prompt + completion tokens over the run; None: no limit"
     )
+    max_tool_calls: int = Field(
+        8, ge=1, description="tool calls run per planning step; further calls in the same reply are not run"
+    )
     search_k: int = Field(8, ge=1, description="default number of hits for search_frames")
     min_gap_s: float = Field(2.0, ge=0, description="temporal non-maximum suppression gap for search hits")
     resample_n: int = Field(8, ge=1, description="default number of frames for resample_clip")

@@ -27,6 +27,7 @@ from agent.state import AgentContext, AgentState, PendingCall
 from agent.toolbox import AnswerRequest, Observation, resolve_letter
 from agent.trace import FinalAnswer, FrameRef
 from prompts import load_prompt
+from sleuth import deadline
 from sleuth.errors import SleuthError
 
 # every prompt file the agent may send; their hashes go in each trace
@@ -114,17 +115,16 @@ def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     rec = ctx.recorder
     step = state["step"] + 1
     try:
+        deadline.check()
         reply = ctx.backend.chat(state["messages"], tools=ctx.toolbox.specs())
-    except SleuthError as exc:  # BackendError, or a local model that cannot build its prompt
-        node = rec.add("thought", step, after=state["frontier"], error=str(exc))
-        final = FinalAnswer(option=None, reason="error", rationale=f"the planner model failed: {exc}")
-        rec.finish(final, step, after=[node.id])
-        return {"step": step, "final": final, "pending": []}
-    thought, pending = _record_reply(ctx, reply, step, state)
-    messages = state["messages"] + [Message(role="assistant", content=reply.text, tool_calls=reply.tool_calls)]
+    except SleuthError as exc:  # BackendError, a local model that cannot build its prompt, the deadline
+        return {"step": step, "final": _failed(ctx, exc, step, state["frontier"]), "pending": []}
+    thought, pending, dropped = _record_reply(ctx, reply, step, state)
+    kept_calls = [item["call"] for item in pending]
+    messages = state["messages"] + [Message(role="assistant", content=reply.text, tool_calls=kept_calls)]
     return {
         "step": step, "messages": messages, "pending": pending, "frontier": [thought],
-        "tokens_used": state["tokens_used"] + reply.usage.total_tokens,
+        "tokens_used": state["tokens_used"] + reply.usage.total_tokens, "dropped_calls": dropped,
     }
 
 
@@ -133,6 +133,10 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
     cfg, rec = ctx.config, ctx.recorder
     step, messages = state["step"], list(state["messages"])
+    try:
+        deadline.check()
+    except SleuthError as exc:
+        return {"final": _failed(ctx, exc, step, state["frontier"]), "pending": []}
     frames_shown, tokens = state["frames_shown"], state["tokens_used"]
     reasked, final = state["reasked"], None
     if not state["pending"]:
@@ -142,6 +146,9 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     observations: list[str] = []
     shown_parts: list = []
     followups: list[str] = []
+    if state.get("dropped_calls"):
+        followups.append(f"note: your reply made {state['dropped_calls']} more tool calls than the "
+                         f"{cfg.max_tool_calls} run per step; those were not run")
     for pending in state["pending"]:
         call = pending["call"]
         if final is not None:  # calls after a valid answer are not run
@@ -193,14 +200,12 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         reason = state.get("exhausted") or "The step budget is used up."
         messages.append(Message(role="user", content=prompt("agent_final", reason=reason, letters=_letters(ctx))))
     try:
+        deadline.check()
         reply = ctx.backend.chat(messages, tools=ctx.toolbox.specs(only=("answer",)))
-    except SleuthError as exc:  # BackendError, or a local model that cannot build its prompt
-        node = rec.add("thought", step, after=state["frontier"], error=str(exc))
-        final = FinalAnswer(option=None, reason="error", rationale=f"the planner model failed: {exc}")
-        rec.finish(final, step, after=[node.id])
-        return {"step": step, "final": final, "final_attempts": attempts + 1}
-    thought, pending = _record_reply(ctx, reply, step, state)
-    messages.append(Message(role="assistant", content=reply.text, tool_calls=reply.tool_calls))
+    except SleuthError as exc:  # BackendError, a local model that cannot build its prompt, the deadline
+        return {"step": step, "final": _failed(ctx, exc, step, state["frontier"]), "final_attempts": attempts + 1}
+    thought, pending, _ = _record_reply(ctx, reply, step, state)
+    messages.append(Message(role="assistant", content=reply.text, tool_calls=[item["call"] for item in pending]))
     tokens = state["tokens_used"] + reply.usage.total_tokens
 
     request, last, problem = None, thought, "no call to `answer`"
@@ -296,20 +301,37 @@ def recursion_limit(ctx: AgentContext) -> int:
 # --------------------------------------------------------------------------- recording helpers
 
 
-def _record_reply(ctx: AgentContext, reply: Reply, step: int, state: AgentState) -> tuple[str, list[PendingCall]]:
-    """A thought node for the model call, and a tool_call node per call it made."""
+def _record_reply(
+    ctx: AgentContext, reply: Reply, step: int, state: AgentState
+) -> tuple[str, list[PendingCall], int]:
+    """A thought node for the model call and a tool_call node per call it made, up to
+    ``max_tool_calls``; returns the thought's id, the calls to run, and how many were dropped."""
     rec = ctx.recorder
     thought = rec.add("thought", step, after=state["frontier"], text=reply.text)
     rec.reply(thought, reply)
+    calls = _with_ids(reply.tool_calls, step)
+    limit = ctx.config.max_tool_calls
+    dropped = max(0, len(calls) - limit)
+    if dropped:  # a runaway reply (thousands of calls) must not run for minutes or flood the trace
+        thought.error = f"{len(calls)} tool calls in one reply; the first {limit} were run, {dropped} dropped"
     pending: list[PendingCall] = []
-    for call in _with_ids(reply.tool_calls, step):
+    for call in calls[:limit]:
         node = rec.add("tool_call", step, after=[thought.id], tool=call.name,
                        arguments=call.arguments if not call.error else {"raw": call.raw_arguments},
                        text=call.raw_arguments, error=call.error)
         for source in state.get("prompting", []):
             rec.link(source, node.id, "prompted")
         pending.append({"call": call, "node_id": node.id})
-    return thought.id, pending
+    return thought.id, pending, dropped
+
+
+def _failed(ctx: AgentContext, exc: SleuthError, step: int, frontier: list[str]) -> FinalAnswer:
+    """End the run on a failure that is not the model's answer: the question becomes an error row."""
+    node = ctx.recorder.add("thought", step, after=frontier, error=str(exc))
+    why = str(exc) if exc.kind == "deadline" else f"the planner model failed: {exc}"
+    final = FinalAnswer(option=None, reason="error", error_kind=exc.kind, rationale=why)
+    ctx.recorder.finish(final, step, after=[node.id])
+    return final
 
 
 def _with_ids(calls: list[ToolCall], step: int) -> list[ToolCall]:

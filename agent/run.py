@@ -115,7 +115,8 @@ def solve(
         state = _run_graph(context, on_event, question_id)
 
     if trace.answer is None:  # the graph stopped without an answer (it should not): say so, never guess
-        recorder.finish(FinalAnswer(option=None, reason="error", rationale="the run ended without an answer"),
+        recorder.finish(FinalAnswer(option=None, reason="error", error_kind="agent",
+                                    rationale="the run ended without an answer"),
                         state.get("step", 0), after=state.get("frontier", [])[-1:])
     trace.totals.steps = state.get("step", 0)
     trace.totals.frames_shown = state.get("frames_shown", 0)
@@ -150,8 +151,15 @@ def _run_graph(context: AgentContext, on_event: Callable[[dict], None] | None, q
                     })
     except GraphRecursionError:
         context.recorder.finish(
-            FinalAnswer(option=None, reason="error", rationale="the agent exceeded its step limit"),
+            FinalAnswer(option=None, reason="error", error_kind="agent", rationale="the agent exceeded its step limit"),
             state.get("step", 0), after=state.get("frontier", [])[-1:],
+        )
+    except SleuthError as exc:  # raised inside a step: a tool that cannot work, an unreachable perception model
+        step = state.get("step", 0)
+        node = context.recorder.add("observation", step, after=state.get("frontier", [])[-1:], error=str(exc))
+        context.recorder.finish(
+            FinalAnswer(option=None, reason="error", error_kind=exc.kind, rationale=f"the run failed: {exc}"),
+            step, after=[node.id],
         )
     return state
 

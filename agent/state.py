@@ -29,6 +29,7 @@ class AgentState(TypedDict, total=False):
     final_attempts: int  # calls made for the forced final answer
     exhausted: str | None  # which budget ran out, as told to the model
     final: FinalAnswer | None
+    dropped_calls: int  # tool calls of the last planning reply beyond max_tool_calls, not run
 
 
 @dataclass

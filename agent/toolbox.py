@@ -26,10 +26,12 @@ from agent.backends.base import Backend, ImagePart, Message, TextPart, ToolCall,
 from agent.config import AgentConfig
 from agent.trace import FrameRef, FrameSource
 from prompts import load_prompt
-from sleuth.errors import SleuthError
+from sleuth.errors import ConfigError, ModelUnavailableError, SleuthError, ToolUnavailableError
 
 TOOL_NAMES = ("search_frames", "view_frames", "resample_clip", "answer")
 TIME_LABEL = "t={t:.2f}s"
+# A model call that failed for these reasons (after its retries) is the server's failure, not the request's.
+SERVER_FAILURE_KINDS = frozenset({"rate_limit", "server", "timeout", "empty", "bad_response", "deadline"})
 
 
 # --------------------------------------------------------------------------- schemas from signatures
@@ -73,7 +75,9 @@ def arguments_model(
         default = (defaults or {}).get(name, param.default)
         default = ... if default is inspect.Parameter.empty else default
         fields[name] = (hints[name], Field(default, description=descriptions.get(name)))
-    return create_model(f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    # NaN and infinity are refused like any invalid argument (they cannot be saved in a trace either)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return create_model(f"{fn.__name__}_arguments", __config__=config, **fields)
 
 
 def tool_spec(
@@ -210,6 +214,10 @@ class Toolbox:
             return method(**args.model_dump())
         except ToolInputError as exc:
             return _error(call.name, str(exc))
+        except (ModelUnavailableError, ConfigError, ToolUnavailableError, OSError) as exc:
+            # Not the model's doing (no CLIP weights, a cache that cannot be written): the question
+            # cannot be answered as the method intends, so it fails instead of going on without the tool.
+            raise ToolUnavailableError(f"{call.name} cannot work: {exc}") from None
         except SleuthError as exc:  # a video or index problem: the model can try something else
             return _error(call.name, f"{call.name} failed: {exc}")
 
@@ -338,12 +346,18 @@ class Toolbox:
         )
 
     def perceive(self, images: list[ImagePart], request: str) -> tuple[Any, str | None]:
-        """Ask the perception model about ``images``; returns (reply, None) or (None, error)."""
+        """Ask the perception model about ``images``; returns (reply, None) or (None, error).
+
+        A perception model that cannot be reached raises (the question fails as an error row); one
+        that cannot handle this request (e.g. too many images for a local model) is reported to the planner.
+        """
         prompt = load_prompt("agent_perception").text.strip().format(n_frames=len(images), request=request)
         message = Message(role="user", content=[TextPart(text=prompt), *images])
         try:
             return self.perception_backend.chat([message]), None
-        except SleuthError as exc:  # BackendError, or a local model that cannot build its prompt
+        except SleuthError as exc:
+            if exc.config_class or exc.kind in SERVER_FAILURE_KINDS:
+                raise
             return None, f"the perception model failed: {exc}"
 
     def thumbnail(self, image: Any) -> str:

@@ -16,7 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# JSON has no NaN or infinity: a trace holding one could be saved but never loaded again.
+_FINITE = ConfigDict(allow_inf_nan=False)
 
 TRACE_VERSION = 1
 
@@ -27,6 +30,8 @@ EdgeKind = Literal["next", "evidence", "prompted"]
 
 class FrameRef(BaseModel):
     """A frame the agent saw (or was offered, for search hits)."""
+
+    model_config = _FINITE
 
     t: float  # seconds from the start of the video
     source: FrameSource
@@ -45,6 +50,8 @@ class TokenUsage(BaseModel):
 
 
 class Node(BaseModel):
+    model_config = _FINITE
+
     id: str  # "n0", "n1", ...
     kind: NodeKind
     step: int  # planning step that produced it (0 = before the first model call)
@@ -65,15 +72,20 @@ class Edge(BaseModel):
 
 
 class FinalAnswer(BaseModel):
+    model_config = _FINITE
+
     option: str | None  # a letter of the question's options, or None: no answer (counts as wrong)
     rationale: str = ""
     evidence: list[float] = Field(default_factory=list)  # timestamps cited
     reason: str = "answered"  # answered | budget_exhausted | no_answer | invalid_letter | error
+    error_kind: str | None = None  # reason "error": what failed (connection, auth, deadline, tool_unavailable, ...)
     gold: str | None = None
     correct: bool | None = None  # None when the gold answer is unknown
 
 
 class Totals(BaseModel):
+    model_config = _FINITE
+
     steps: int = 0
     model_calls: int = 0
     frames_shown: int = 0
@@ -111,13 +123,17 @@ class Trace(BaseModel):
         return [f for n in self.nodes for f in n.frames]
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename): a crash never leaves half a trace."""
+        """Write atomically (temp file + rename): a crash never leaves half a trace. Credentials that
+        reached a message (a URL with a password in an error) are masked."""
+        from sleuth.redact import redact_value
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(redact_value(self.model_dump(mode="json")), indent=1, ensure_ascii=False)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trace-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.model_dump_json(indent=1))
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.trace import Trace
-from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, read_result_rows
+from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, first_error, read_result_rows
 from eval.trace_html import (
     fill_missing_thumbnails,
     render_trace_html,
@@ -49,12 +49,6 @@ class RunData:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "row"
-    return f"{where}: {err.get('msg', 'invalid')}"
 
 
 def read_results(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
@@ -95,7 +89,7 @@ def load_trace(path: Path) -> Trace:
     try:
         return Trace.load(path)
     except ValidationError as exc:
-        raise SleuthError(f"{path}: not a valid trace ({_first_error(exc)})") from None
+        raise SleuthError(f"{path}: not a valid trace ({first_error(exc)})") from None
 
 
 # --------------------------------------------------------------------------- naming

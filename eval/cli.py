@@ -34,6 +34,7 @@ from agent.backends.options import (
     ToolModeOpt,
     backend_config_from_cli,
 )
+from eval.runner import DEFAULT_BREAKER, DEFAULT_QUESTION_TIMEOUT
 from tools.options import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
@@ -50,6 +51,7 @@ from tools.options import (
 )
 
 EVAL_PANEL = "Evaluation"
+RUN_PANEL = "Run safety"
 AGENT_PANEL = "Agent budgets (method agent)"
 
 data_app = typer.Typer(
@@ -130,6 +132,29 @@ def eval_command(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", rich_help_panel=EVAL_PANEL, help="Show a progress bar.")
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", rich_help_panel=RUN_PANEL,
+                     help="Only check that the run can start (videos, model server, frame index), in seconds; answer nothing."),
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", rich_help_panel=RUN_PANEL,
+                     help="Run even when some videos are missing or unreadable (their questions get error rows)."),
+    ] = False,
+    question_timeout: Annotated[
+        float,
+        typer.Option("--question-timeout", min=1, rich_help_panel=RUN_PANEL,
+                     help="Seconds one question may take in total (every model request inside it included); "
+                     "past it the question is an error row."),
+    ] = DEFAULT_QUESTION_TIMEOUT,
+    stop_after: Annotated[
+        int,
+        typer.Option("--stop-after", min=0, rich_help_panel=RUN_PANEL,
+                     help="Stop the run when this many questions in a row fail the same way for a reason that "
+                     "no question escapes (server unreachable, key refused, model unknown, a tool that cannot "
+                     "work); 0: never stop."),
+    ] = DEFAULT_BREAKER,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
     # -- model
     backend: BackendOpt = DEFAULT_BACKEND,
@@ -161,6 +186,11 @@ def eval_command(
         typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
                      help="agent: uniform frames shown before the first step (default: a quarter of --frames, at most 8)."),
     ] = None,
+    max_tool_calls: Annotated[
+        Optional[int],
+        typer.Option("--max-tool-calls", min=1, rich_help_panel=AGENT_PANEL,
+                     help="agent: tool calls run per planning step (a reply with more has the rest dropped)."),
+    ] = None,
     token_budget: Annotated[
         Optional[int],
         typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
@@ -181,13 +211,19 @@ def eval_command(
 ) -> None:
     """Run a method over MMR-V questions and record one result row per question.
 
+    Before the first question, a preflight checks the videos, the model
+    server and the frame index, and fails in seconds with what to fix.
     Re-running the same command resumes the run: finished questions are
-    skipped, never duplicated. A question that fails (missing video, server
-    error) is recorded with its reason and the run goes on.
+    skipped, never duplicated. A question that fails (server error, deadline)
+    is recorded as an error row with its reason and the run goes on; the same
+    unrecoverable failure several times in a row stops it. Exit codes: 0 every
+    question answered, 1 some error rows, 2 could not start, 3 stopped early,
+    130 interrupted.
     """
     from agent.backends import create_backend
     from eval.dataset import load_questions
     from eval.methods import create_method
+    from eval.preflight import PreflightReport, check_backends, check_frame_index, check_videos, describe
     from eval.runner import build_run_config, run_evaluation
     from eval.uniform import official_settings
 
@@ -205,6 +241,13 @@ def eval_command(
         from eval.dataset import DatasetError
 
         raise DatasetError(f"{dataset.source}: no valid questions")
+    selected = dataset.questions[:limit] if limit is not None else dataset.questions
+
+    # Videos first: the cheapest check, and before any model loads.
+    preflight = PreflightReport()
+    check_videos(selected, preflight, allow_missing=allow_missing)
+    for path, reason in list(preflight.unusable_videos.items())[:5]:
+        console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False)
 
     model_backend = create_backend(backend_config)
     settings = backend_config.generation_settings()
@@ -232,6 +275,8 @@ def eval_command(
             budgets["overview_frames"] = overview_frames
         if token_budget is not None:
             budgets["max_tokens"] = token_budget
+        if max_tool_calls is not None:
+            budgets["max_tool_calls"] = max_tool_calls
         if image_max_side is not None:
             budgets["image_max_side"] = image_max_side
         if image_detail is not None:
@@ -277,17 +322,32 @@ def eval_command(
             },
         }
     )
+    check_backends({"model": model_backend, "perception model": perception_backend}, preflight)
+    if searcher is not None:
+        check_frame_index(searcher, preflight)
+    if dry_run:
+        if json_output:
+            _print_json({"preflight": preflight.model_dump(mode="json")})
+        else:
+            for line in describe(preflight):
+                console.print(line, highlight=False)
+            console.print("preflight passed; nothing was run (--dry-run)")
+        raise typer.Exit(1 if preflight.unusable_videos else 0)
+
     config = build_run_config(run_method, backend_info=backend_config.public_dict(), extra=extra)
+    config["preflight"] = preflight.model_dump(mode="json")
     cache_stats = getattr(model_backend, "cache_stats", None)
     summary = run_evaluation(
         dataset.questions, run_method, out, config=config, concurrency=concurrency, retry_errors=retry_errors,
         limit=limit, invalid=dataset.invalid, progress=progress and not json_output, console=console,
         cache_stats=cache_stats if callable(cache_stats) else None, model=backend_config.model,
+        question_timeout=question_timeout, breaker=stop_after, unusable_videos=preflight.unusable_videos,
     )
     if json_output:
-        _print_json(summary.model_dump(mode="json"))
-        return
-    _print_run_summary(console, summary)
+        _print_json({**summary.model_dump(mode="json"), "exit_code": summary.exit_code})
+    else:
+        _print_run_summary(console, summary)
+    raise typer.Exit(summary.exit_code)
 
 
 def _given_by_user(ctx: typer.Context, name: str) -> bool:
@@ -328,8 +388,21 @@ def _print_run_summary(console: Any, summary: Any) -> None:
         console.print(f"[red]error[/] {reason}", highlight=False)
     if len(summary.error_reasons) > 10:
         console.print(f"... and {len(summary.error_reasons) - 10} more errors (see results.jsonl)")
-    if summary.errors:
-        console.print("re-run with --retry-errors to try the failed questions again")
+    if summary.rejected_lines:
+        console.print(f"[yellow]{len(summary.rejected_lines)} unreadable line(s) of results.jsonl were set aside "
+                      "in results.rejected.jsonl[/]", highlight=False)
+    if summary.unanswered:
+        console.print(f"{summary.unanswered} questions have error rows; re-run with --retry-errors to try them again")
+    if summary.stopped:
+        console.print(f"[red]stopped:[/] {summary.stopped}", highlight=False)
+    if summary.interrupted or summary.stopped:
+        # the last line: what is safe, and how to go on
+        console.print(
+            f"{summary.already_done + summary.ran} of {summary.questions} questions have rows in "
+            f"{summary.run_dir}/results.jsonl ({summary.not_run} not run); run the same command to resume",
+            highlight=False,
+        )
+        return
     console.print(f"score it with: sleuth score {summary.run_dir}", highlight=False)
 
 
@@ -356,16 +429,24 @@ def score_command(
     ] = "official",
     json_output: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
-    """Accuracy overall, Implicit/Explicit, per L2 type and per video type, with bootstrap 95% intervals.
+    """Accuracy overall, Implicit/Explicit, per L2 type and per video type, with Wilson score 95% intervals.
 
     Also counts extraction failures and error rows, and gives the frames,
     tokens, cost and latency per question where the file records them.
+    Unreadable lines are skipped and listed, never silently.
     """
+    from rich.text import Text
+
     from eval.score import score_file
 
     cards = [score_file(path, model=model, extraction=extraction) for path in files]
     if json_output:
         _print_json([c.model_dump(mode="json") for c in cards] if len(cards) > 1 else cards[0].model_dump(mode="json"))
+        # the JSON lists the lines; a person reading the terminal still hears about them (on stderr)
+        warnings = _console(json_output=True)
+        for card in cards:
+            for note in card.data_notes():
+                warnings.print(Text(f"{card.source}: {note.text}", style="yellow"), soft_wrap=True)
         return
     console = _console()
     for card in cards:
@@ -373,15 +454,18 @@ def score_command(
 
 
 def _print_scorecard(console: Any, card: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}"
 
+    # paths, category names and reasons come from files and datasets: never let them read as rich markup
     who = " / ".join(x for x in (card.method, card.model) if x)
-    table = Table(title=f"{card.source}" + (f" ({who})" if who else ""), title_justify="left")
+    table = Table(title=escape(f"{card.source}" + (f" ({who})" if who else "")), title_justify="left")
     table.add_column("group", no_wrap=True)
-    for name in ("n", "acc%", "95% CI", "no ans", "err"):
+    for name in ("n", "acc%", "95% CI (Wilson)", "no ans", "err"):
         table.add_column(name, justify="right", no_wrap=True)
     previous_kind = None
     for group in card.groups:
@@ -390,7 +474,7 @@ def _print_scorecard(console: Any, card: Any) -> None:
         previous_kind = group.kind
         style = "bold" if group.kind in ("overall", "category") else None
         table.add_row(
-            group.name, str(group.n), pct(group.accuracy),
+            escape(group.name), str(group.n), pct(group.accuracy),
             f"{pct(group.ci_low)}-{pct(group.ci_high)}" if group.ci_low is not None else "-",
             str(group.extraction_failures), str(group.errors), style=style,
         )
@@ -411,8 +495,14 @@ def _print_scorecard(console: Any, card: Any) -> None:
         console.print(f"answers found by: {rules}", highlight=False)
     if card.errors:
         console.print(f"[yellow]{card.errors} error rows are not in the accuracy[/]", highlight=False)
-    for line in card.invalid_rows[:5]:
-        console.print(f"[yellow]skipped:[/] {line}", highlight=False)
+    shown = 3  # a few lines say what went wrong; --json has them all
+    for note in card.data_notes():
+        # soft_wrap: long paths stay on one line, whole, for grep and copy-paste
+        console.print(Text(note.text + (":" if note.lines else ""), style="yellow"), soft_wrap=True)
+        for line in note.lines[:shown]:
+            console.print(Text(f"  {line}"), soft_wrap=True)
+        if len(note.lines) > shown:
+            console.print(Text(f"  ... and {len(note.lines) - shown} more (all of them: --json)"))
 
 
 # --------------------------------------------------------------------------- report

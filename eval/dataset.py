@@ -12,23 +12,34 @@ What real records contain and how it is normalised:
   ``Philosophy``; the records' ``movie`` stays its own type, spelt ``Movie``;
 - options as ``"(A) text"`` (options without a letter marker get one, in order);
 - the key is ``question_idx`` when the record has one (question texts repeat
-  across videos), else a stable hash of (video, question, options).
+  across videos), else a stable hash of (video, question, options);
+- ``video`` must be a path relative to the videos folder (``--videos``) that
+  stays inside it. This is checked on the text alone (``..`` is resolved
+  before any symlink is followed), so symlinks placed inside the folder work.
 
-A row that cannot be used (a missing field, an answer the options do not
-offer, duplicate option letters) becomes a ``RowError`` naming its position
-and key; the other rows load. Missing video files are not checked here: the
-runner records such a question as an error row and goes on.
+A row that cannot be used (a missing field, an answer that is not a letter,
+duplicate option letters, a video path that is absolute or climbs out of the
+folder) becomes a ``RowError`` naming its position and key; the other rows
+load. A gold letter the options do not offer is kept, as MMR-V's official
+script keeps it (question 268: gold K, options A-J; it can only be scored
+right if the model answers K): the question gets ``flags=["gold_not_in_options"]``
+and ``LoadedDataset.flagged`` describes it for reports. Missing video files
+are not checked here: the runner records such a question as an error row and
+goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import ntpath
+import os
+import posixpath
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Iterable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from eval.categories import Category, category_of, normalise_l2, normalise_l3, normalise_video_type
 from eval.extract import option_letter
@@ -39,6 +50,8 @@ HUB_PREFIX = "hf://"
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 _ANSWER = re.compile(r"^\s*[\(\[]?\s*([A-La-l])\s*(?:[\)\]\.:]|$)")
+
+GOLD_NOT_IN_OPTIONS = "gold_not_in_options"
 
 # Field names as MMR-V's records spell them, then tolerated alternatives.
 _FIELDS: dict[str, tuple[str, ...]] = {
@@ -83,10 +96,17 @@ class Question(BaseModel):
     l2: str = ""
     l3: str = ""
     category: Category = "unknown"
+    flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
     record: dict[str, Any] = Field(default_factory=dict, repr=False)  # the source record, untouched
 
+    @field_validator("video")
+    @classmethod
+    def _stays_in_folder(cls, video: str) -> str:
+        relative_video_path(video)  # so that video_file() can never point outside the folder
+        return video
+
     def video_file(self) -> Path:
-        return self.video_path if self.video_path is not None else Path(self.video)
+        return self.video_path if self.video_path is not None else Path(relative_video_path(self.video))
 
 
 class LoadedDataset(BaseModel):
@@ -95,6 +115,28 @@ class LoadedDataset(BaseModel):
     invalid: list[RowError] = Field(default_factory=list)
 
     model_config = {"arbitrary_types_allowed": True}
+
+    @property
+    def flagged(self) -> list[str]:
+        """One line per data problem kept on purpose (``Question.flags``), for reports."""
+        return [f"question {q.question_id}: {_describe_flag(q, flag)}" for q in self.questions for flag in q.flags]
+
+
+def _describe_flag(question: Question, flag: str) -> str:
+    if flag == GOLD_NOT_IN_OPTIONS:
+        return (
+            f"gold {question.answer} is not among options {_letter_span(question.letters)}; "
+            f"kept and scored as the official script does"
+        )
+    return flag
+
+
+def _letter_span(letters: list[str]) -> str:
+    """``A-J`` for a run of consecutive letters, else ``A, C, D``."""
+    codes = [ord(x) for x in letters]
+    if len(codes) > 2 and codes == list(range(codes[0], codes[0] + len(codes))):
+        return f"{letters[0]}-{letters[-1]}"
+    return ", ".join(letters)
 
 
 # --------------------------------------------------------------------------- keys and fields
@@ -181,8 +223,12 @@ def normalise_record(
     answer = parse_answer_letter(raw_answer)
     if answer is None:
         raise fail(f"cannot read an answer letter from correctAnswer={raw_answer!r}")
-    if answer not in letters:
-        raise fail(f"answer {answer!r} is not one of the options ({''.join(letters)})")
+    # The official script keeps such a question (it compares letters only), so it counts here too.
+    flags = [GOLD_NOT_IN_OPTIONS] if answer not in letters else []
+    try:
+        relative_video_path(video)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
     l2 = normalise_l2(_field(record, "l2"))
     return Question(
@@ -197,16 +243,47 @@ def normalise_record(
         l2=l2,
         l3=normalise_l3(_field(record, "l3")),
         category=category_of(l2),
+        flags=flags,
         record=record,
     )
 
 
+def relative_video_path(video: str) -> str:
+    """A record's ``video`` normalised (``a/./b/../c.mp4`` -> ``a/c.mp4``), for joining to the videos folder.
+
+    Raises ``ValueError`` when it would leave the folder: an absolute path
+    (``/etc/passwd``, ``C:\\x``) or one whose ``..`` climb above it. Decided
+    on the text alone, read with both ``/`` and ``\\`` as separators (a
+    dataset written on either system must not escape on the other). The
+    ``..`` are resolved here, before the OS sees the path, so ``link/..``
+    cannot step outside through a symlink, while symlinks the user placed in
+    the folder keep working.
+    """
+    if "\0" in video:
+        raise ValueError(f"video path {video!r} contains a NUL character")
+    leaves = f"video path {video!r} leaves the videos folder; dataset video fields must be relative to --videos"
+    windows = PureWindowsPath(video)
+    if windows.drive or windows.root:  # "/x" and "\\x" have a root, "C:x" a drive
+        raise ValueError(leaves)
+    normal = {flavour: flavour.normpath(video) for flavour in (posixpath, ntpath)}
+    if any(text.split(flavour.sep)[0] == ".." for flavour, text in normal.items()):
+        raise ValueError(leaves)
+    if "." in normal.values():
+        raise ValueError(f"video path {video!r} names the videos folder itself, not a file in it")
+    return os.path.normpath(video)
+
+
 def resolve_video(videos_dir: Path, video: str) -> Path:
-    """``DIR/<video>``, or ``DIR/videos/<video>`` (the layout the benchmark's archive extracts to)."""
-    direct = videos_dir / video
+    """``DIR/<video>``, or ``DIR/videos/<video>`` (the layout the benchmark's archive extracts to).
+
+    Never a path outside ``DIR``: ``video`` goes through ``relative_video_path``
+    (``ValueError`` for an absolute path or one that climbs out).
+    """
+    relative = relative_video_path(video)
+    direct = videos_dir / relative
     if direct.exists():
         return direct
-    nested = videos_dir / "videos" / video
+    nested = videos_dir / "videos" / relative
     return nested if nested.exists() else direct
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from sleuth.errors import ConfigError
+from sleuth.errors import ConfigError, SleuthError
 
 if TYPE_CHECKING:  # heavy imports only where they are used
     from agent.backends.base import Backend, GenerationSettings
@@ -36,6 +36,16 @@ class MethodOutcome:
     latency_s: float = 0.0  # wall-clock seconds for the whole question
     model: str = ""
     trace: "Trace | None" = None
+
+
+class MethodFailure(SleuthError):
+    """The method could not do its job on this question (a model unreachable, a tool that cannot work,
+    the deadline): the question gets an error row, never an answer. ``trace`` keeps what happened."""
+
+    def __init__(self, message: str, *, kind: str = "error", trace: "Trace | None" = None):
+        super().__init__(message)
+        self.kind = kind
+        self.trace = trace
 
 
 class Method(Protocol):
@@ -85,11 +95,14 @@ class AgentMethod:
             config=self.config,
             perception_backend=self.perception_backend,
             question_id=question.question_id,
-            gold=question.answer,
+            # a gold letter the options lack (kept as the official script keeps it) is not the agent's business
+            gold=question.answer if question.answer in question.letters else None,
             on_event=self.on_event,
             labels=self.labels or None,
         )
         answer = trace.answer
+        if answer is not None and answer.reason == "error":
+            raise MethodFailure(answer.rationale or "the agent failed", kind=answer.error_kind or "agent", trace=trace)
         prediction = answer.option if answer is not None else None
         if prediction is not None and prediction not in question.letters:
             prediction = None  # solve() should never do this; never score a letter the question lacks

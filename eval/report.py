@@ -5,11 +5,17 @@
 (the same numbers, for scripts) and the run browser (``eval.browser``).
 
 Contents: one summary row per run next to the MMR-V paper's reported numbers
-(clearly labelled: not run here), each run's per-category table (overall,
-Implicit/Explicit, each L2 type, each video type; bootstrap 95% intervals),
-a paired comparison of every two runs on the questions both answered
-(accuracy deltas per category, McNemar's exact test), and two plots:
-accuracy per category and accuracy against frames shown.
+(clearly labelled: not run here), each run's data notes (unreadable result
+lines skipped, dataset records skipped at load time, flagged questions kept),
+each run's per-category table (overall, Implicit/Explicit, each L2 type, each
+video type; Wilson score 95% intervals), a paired comparison of every two
+runs on the questions both answered (accuracy deltas per category, McNemar's
+exact test), and two plots: accuracy per category and accuracy against
+frames shown.
+
+Question texts, category names, error reasons and the like come from
+datasets and models: the HTML is autoescaped, and every value the markdown
+shows is escaped for HTML and for markdown tables (``_markdown_text``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from eval.categories import ALL_L2
-from eval.results import CONFIG_FILE, RESULTS_FILE
+from eval.results import RESULTS_FILE
 from eval.score import Scorecard, ScoredItem, load_items, score_items
 from eval.stats import McNemarResult, mcnemar
 from sleuth.errors import SleuthError
@@ -101,20 +107,13 @@ def load_run(run_dir: str | Path) -> RunData:
         raise ReportError(f"{path}: not a run directory")
     if not (path / RESULTS_FILE).is_file():
         raise ReportError(f"{path}: no {RESULTS_FILE} in this directory (not a run directory?)")
-    config: dict[str, Any] = {}
-    config_path = path / CONFIG_FILE
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReportError(f"{config_path}: unreadable run configuration ({exc})") from None
     items, facts = load_items(path / RESULTS_FILE)
     if facts.get("format") != "sleuth":
         raise ReportError(f"{path / RESULTS_FILE}: not a sleuth results file")
     return RunData(
         name=path.name,
         path=path,
-        config=config,
+        config=facts["config"],
         items=items,
         scorecard=score_items(items, source=str(path), facts=facts),
     )
@@ -220,7 +219,7 @@ def _plot_categories(runs: list[RunData], path: Path) -> Path:
     ax.set_ylim(0, 112)  # headroom for the legend above the 100% line
     ax.set_yticks(range(0, 101, 20))
     ax.axhline(100, color="#cccccc", linewidth=0.6)
-    ax.set_title("Accuracy per category (error bars: bootstrap 95% CI)")
+    ax.set_title("Accuracy per category (error bars: Wilson 95% CI)")
     ax.legend(fontsize=8, loc="upper right", ncol=max(1, len(runs)), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -261,7 +260,10 @@ def _plot_frames(runs: list[RunData], path: Path) -> Path:
     ax.set_xlabel("frames shown per question")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Accuracy vs frames shown\n(large: whole run with 95% CI; faint: questions grouped by frames shown)", fontsize=10)
+    ax.set_title(
+        "Accuracy vs frames shown\n(large: whole run with Wilson 95% CI; faint: questions grouped by frames shown)",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -307,7 +309,19 @@ def _ci(group: Any) -> str:
     return f"{100 * group.ci_low:.1f}–{100 * group.ci_high:.1f}"
 
 
-def _environment() -> Any:
+# <, > and & as entities, so no tag opens; "|" would end a table cell, a backslash could escape ours,
+# a newline would end the table row. Emphasis characters (*, _) are left alone: they restyle, never break.
+_MARKDOWN_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "\n": " ", "\r": " "})
+
+
+def _markdown_text(value: Any) -> str:
+    """A value as markdown text that renders as itself, inside or outside a table."""
+    return str(value).translate(_MARKDOWN_ESCAPES)
+
+
+def _environment(*, markdown: bool = False) -> Any:
+    """The templates' environment: HTML templates autoescape; the markdown one escapes every
+    ``{{ }}`` through ``_markdown_text`` (jinja's ``finalize``), so no field can be forgotten."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
@@ -316,6 +330,7 @@ def _environment() -> Any:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_markdown_text if markdown else None,
     )
     env.filters.update(kind=_kind_label, ci=_ci, pct=_pct, signed_pct=_signed_pct, num=_num, money=_money, pvalue=_pvalue)
     return env
@@ -335,6 +350,7 @@ def _run_summary(run: RunData) -> dict[str, Any]:
         "implicit": card.group("category", "Implicit"),
         "explicit": card.group("category", "Explicit"),
         "labels": (config.get("method_settings") or {}).get("labels") or [],
+        "notes": card.data_notes(),
     }
 
 
@@ -371,15 +387,14 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bo
     browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
 
     data = build_report_data(runs)
-    env = _environment()
-    markdown = env.get_template("report.md.j2").render(
+    markdown = _environment(markdown=True).get_template("report.md.j2").render(
         **data, plots=[p.name for p in plots], browser_link=browser_link
     )
     embedded = [
         {"name": p.name, "data": "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")}
         for p in plots
     ]
-    html = env.get_template("report.html.j2").render(**data, plots=embedded, browser_link=browser_link)
+    html = _environment().get_template("report.html.j2").render(**data, plots=embedded, browser_link=browser_link)
 
     paths.markdown.write_text(markdown, encoding="utf-8")
     paths.html.write_text(html, encoding="utf-8")

@@ -38,11 +38,13 @@ class ResultRow(BaseModel):
     question: str = ""
     options: list[str] = Field(default_factory=list)
     gold: str | None = None
+    flags: list[str] = Field(default_factory=list)  # e.g. "gold_not_in_options": kept and scored as the official script does
 
     method: str  # "agent" | "uniform"
     model: str = ""
     status: Literal["ok", "error"] = "ok"
     error: str | None = None  # one-line reason when status == "error"
+    error_kind: str | None = None  # what failed: connection, auth, not_found, timeout, deadline, video, ...
     prediction: str | None = None  # a letter, or None (no answer / extraction failed)
     correct: bool = False
     extraction: str | None = None  # which rule produced the letter: brackets | boxed | letter | tool | none
@@ -56,31 +58,41 @@ class ResultRow(BaseModel):
     trace: str | None = None  # path relative to the run directory
 
 
+def first_error(exc: ValidationError) -> str:
+    """The first validation problem on one line: ``field: message``."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err.get("loc", ())) or "row"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
 def read_result_rows(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
     """Question id -> its latest row (a later row supersedes an earlier one; order follows
     the newest rows), plus one line per line that is not a result row.
 
-    Callers decide what a bad line means: scoring refuses the file, the run
-    browser lists the problem and shows the rest.
+    Callers decide what a bad line means: scoring and the run browser skip
+    it, say so and use the rest; resuming a run sets it aside (``eval.runner``).
     """
     rows: dict[str, ResultRow] = {}
     problems: list[str] = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SleuthError(f"{path}: cannot read results ({exc})") from None
+    # only "\n" ends a row: splitlines() would also split at U+2028 or U+0085, which JSON leaves raw in strings
+    lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = ResultRow.model_validate(json.loads(line))
         except json.JSONDecodeError as exc:
-            problems.append(f"{path}: line {number}: not valid JSON ({exc.msg})")
+            # every row is written with its newline, so a non-empty text after the last one is a write cut short
+            torn = number == len(lines)
+            hint = "; cut short, the run was probably stopped while writing it" if torn else ""
+            problems.append(f"{path}: line {number}: not valid JSON ({exc.msg}){hint}")
             continue
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err.get("loc", ())) or "row"
-            problems.append(f"{path}: line {number}: not a result row ({where}: {err.get('msg', 'invalid')})")
+            problems.append(f"{path}: line {number}: not a result row ({first_error(exc)})")
             continue
         rows.pop(row.question_id, None)
         rows[row.question_id] = row

@@ -1,24 +1,46 @@
 """Running a method over a dataset: bounded concurrency, append-only results, resume.
 
 Every finished question becomes one ``ResultRow`` line in
-``RUN_DIR/results.jsonl``, appended, flushed and fsynced under a lock as soon
-as it finishes, so a killed run loses at most the questions in flight.
-Running the same command again resumes: questions that already have a row
-are skipped (``retry_errors=True`` re-runs the ones whose row is an error;
-the new row supersedes the old one when the file is read). A question that
-fails (missing video, server down, undecodable file) gets an error row with a
-one-line reason and the run goes on.
+``RUN_DIR/results.jsonl``, written in one piece and fsynced by the worker
+that finished it, so a killed run loses at most the questions in flight and
+never leaves half a row. Running the same command again resumes: questions
+that already have a row are skipped (``retry_errors=True`` re-runs the ones
+whose row is an error; the new row supersedes the old one when the file is
+read).
+
+What a run promises:
+
+- **Honest rows.** A question the method could not do (model unreachable, a
+  tool that cannot work, its deadline passed) is an error row with its kind
+  and reason, never an answer; ``--retry-errors`` re-runs it.
+- **A circuit breaker.** The same configuration-class failure (see
+  ``sleuth.errors.CONFIG_CLASS_KINDS``) several questions in a row stops the
+  run with one line; the rows so far are kept.
+- **Deadlines.** Each question runs under ``question_timeout`` (every model
+  request inside it is shortened to fit); one that overruns it by the grace
+  period is abandoned with an error row.
+- **Clean interrupts.** The first Ctrl-C stops starting questions and waits
+  (at most ``grace_s``) for those in flight, whose rows are written; the
+  second quits at once. Rows already written are never lost.
+- **One writer.** The run directory is locked for the run's duration.
+- **No torn files.** A row that cannot be written completely (disk full) is
+  cut back out and the run stops with one line.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import hashlib
 import json
 import os
 import platform
+import queue
 import re
+import signal
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -26,13 +48,14 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from eval.dataset import Question, RowError
-from eval.methods import Method, MethodOutcome
-from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow
-from eval.score import ScoreError, read_results_rows
+from eval.methods import Method, MethodFailure, MethodOutcome
+from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, read_result_rows
+from eval.run_lock import RunDirectoryLock
 from prompts import prompt_hashes
-from sleuth.errors import ConfigError, SleuthError
+from sleuth import deadline as _deadline
+from sleuth.errors import CONFIG_CLASS_KINDS, ConfigError, SleuthError, StorageError
+from sleuth.redact import redact, redact_value
 
-# Settings that must match for a run directory to be resumed (else results would mix).
 # Settings a resumed run must share with the rows already written ("retrieval": the agent's frame index).
 IDENTITY_KEYS = ("method", "model", "backend_kind", "frames", "cot", "strict_official", "retrieval")
 
@@ -40,6 +63,17 @@ VERSIONED_PACKAGES = (
     "sleuth", "openai", "langgraph", "torch", "open_clip_torch", "faiss-cpu", "transformers",
     "decord", "av", "numpy", "pillow", "pydantic",
 )
+
+REJECTED_FILE = "results.rejected.jsonl"  # lines of results.jsonl that are not rows, set aside
+DEFAULT_BREAKER = 3  # configuration-class failures in a row that stop a run
+DEFAULT_QUESTION_TIMEOUT = 900.0  # seconds per question in `sleuth eval`, every model call included
+DEFAULT_GRACE_S = 30.0  # after Ctrl-C (or a stop), how long questions in flight may take to finish
+
+# Exit codes of `sleuth eval` (documented in the README).
+EXIT_OK = 0  # every question has an answer row
+EXIT_ERRORS = 1  # the run finished, but some questions have error rows
+EXIT_STOPPED = 3  # the run stopped early (circuit breaker, disk full); rows so far are kept
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 class RunSummary(BaseModel):
@@ -55,21 +89,43 @@ class RunSummary(BaseModel):
     completion_tokens: int = 0
     cost_usd: float | None = None
     interrupted: bool = False
+    stopped: str | None = None  # why the run stopped before every question was tried
+    not_run: int = 0  # questions left without a row by an interrupt or a stop
+    unanswered: int = 0  # questions whose latest row is an error, this run's and earlier ones
     replay_cache: dict[str, int] | None = None
     error_reasons: list[str] = Field(default_factory=list)  # "qid: reason", this invocation
+    rejected_lines: list[str] = Field(default_factory=list)  # lines of results.jsonl set aside
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.stopped:
+            return EXIT_STOPPED
+        return EXIT_ERRORS if self.unanswered or self.not_run else EXIT_OK
 
 
 # --------------------------------------------------------------------------- results file
 
 
 def trace_filename(question_id: str) -> str:
-    """A file-system-safe name for a question's trace."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", question_id).strip("._") or "question"
-    return f"{safe}.json"
+    """A unique, bounded, file-system-safe name for a question's trace: a readable prefix plus a hash
+    of the whole id (ids like ``a/b``, ``a_b`` and ``a:b`` must not share a file)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", question_id).strip("._")[:60] or "question"
+    digest = hashlib.sha256(question_id.encode("utf-8")).hexdigest()[:12]
+    return f"{readable}-{digest}.json"
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        reason += " (free some space, then run the same command to resume)"
+    return StorageError(f"cannot write {path}: {reason}")
 
 
 class ResultsWriter:
-    """Appends rows to results.jsonl; thread-safe; each row is on disk before ``append`` returns."""
+    """Appends rows to results.jsonl; thread-safe; each row is whole on disk before ``append`` returns,
+    or not there at all (a partial write is cut back and ``StorageError`` raised)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -77,37 +133,89 @@ class ResultsWriter:
         self._repair_tail()
 
     def _repair_tail(self) -> None:
-        """A run killed mid-write can leave half a line; cut it so the next row starts clean."""
+        """A run killed mid-write can leave half a line; set it aside so the next row starts clean."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         data = self.path.read_bytes()
         if data.endswith(b"\n"):
             return
         keep = data.rfind(b"\n") + 1
-        with self.path.open("r+b") as fh:
-            fh.truncate(keep)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def append(self, row: ResultRow) -> None:
-        line = row.model_dump_json() + "\n"
-        with self._lock:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
+        try:
+            _append_rejected(self.path, [data[keep:].decode("utf-8", "replace")])
+            with self.path.open("r+b") as fh:
+                fh.truncate(keep)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except OSError as exc:
+            raise _storage_error(self.path, exc) from None
+
+    def append(self, row: ResultRow) -> None:
+        data = (row.model_dump_json() + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise _storage_error(self.path, exc) from None
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError as exc:
+                    try:
+                        os.ftruncate(fd, size)  # never leave a torn row behind
+                    except OSError:
+                        pass
+                    raise _storage_error(self.path, exc) from None
+            finally:
+                os.close(fd)
 
 
-def read_finished(run_dir: Path) -> dict[str, ResultRow]:
-    """question id -> its latest row, for resuming."""
+def _append_rejected(results: Path, lines: list[str]) -> None:
+    with (results.parent / REJECTED_FILE).open("a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line.rstrip("\n") + "\n")
+
+
+def read_finished(run_dir: Path) -> tuple[dict[str, ResultRow], list[str]]:
+    """question id -> its latest row, for resuming; plus one line per line of results.jsonl that is
+    not a row. Those lines are moved to results.rejected.jsonl: their questions run again."""
     path = run_dir / RESULTS_FILE
     if not path.exists():
-        return {}
-    ResultsWriter(path)  # repairs a torn last line before reading
+        return {}, []
+    ResultsWriter(path)  # sets a torn last line aside before reading
+    rows, problems = read_result_rows(path)
+    if problems:
+        _set_aside_bad_lines(path)
+    return rows, problems
+
+
+def _set_aside_bad_lines(path: Path) -> None:
+    """Rewrite results.jsonl without its unreadable lines (atomically), keeping them in the rejected file."""
+    good: list[str] = []
+    bad: list[str] = []
+    # split at "\n" only: JSON keeps U+2028 and friends raw inside strings, and splitlines() breaks at them
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+        if not line.strip():
+            continue
+        try:
+            ResultRow.model_validate(json.loads(line))
+        except ValueError:  # JSONDecodeError and ValidationError are both ValueErrors
+            bad.append(line)
+            continue
+        good.append(line)
     try:
-        return {row.question_id: row for row in read_results_rows(path)}
-    except ScoreError as exc:
-        raise ConfigError(f"cannot resume: {exc}") from None
+        _append_rejected(path, bad)
+        tmp = path.with_suffix(".jsonl.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in good))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
 
 
 # --------------------------------------------------------------------------- config
@@ -172,8 +280,12 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
         config["created_at"] = now
     config["updated_at"] = now
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(redact_value(config), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _storage_error(path, exc) from None
     return path
 
 
@@ -200,6 +312,7 @@ def _base_row(question: Question, method: str, model: str) -> dict[str, Any]:
         "question": question.question,
         "options": question.options,
         "gold": question.answer,
+        "flags": list(question.flags),
         "method": method,
         "model": model,
     }
@@ -224,12 +337,16 @@ def ok_row(question: Question, method: str, outcome: MethodOutcome, trace_path: 
     )
 
 
-def error_row(question: Question, method: str, model: str, reason: str) -> ResultRow:
+def error_row(
+    question: Question, method: str, model: str, reason: str, *, kind: str = "error", trace_path: str | None = None
+) -> ResultRow:
     return ResultRow(
         **_base_row(question, method, model),
         status="error",
-        error=" ".join(reason.split()) or "unknown error",
+        error=redact(" ".join(reason.split())) or "unknown error",
+        error_kind=kind,
         extraction="none",
+        trace=trace_path,
     )
 
 
@@ -306,17 +423,29 @@ def run_evaluation(
     console: Any = None,
     cache_stats: Callable[[], dict[str, int]] | None = None,
     model: str = "",
+    question_timeout: float | None = None,
+    breaker: int = DEFAULT_BREAKER,
+    grace_s: float = DEFAULT_GRACE_S,
+    handle_signals: bool = True,
+    unusable_videos: dict[str, str] | None = None,
 ) -> RunSummary:
     """Run ``method`` on every question that has no row yet (or an error row, with ``retry_errors``).
 
     ``config`` (from ``build_run_config``) is written to ``config.json``.
     ``limit`` takes the first N questions of the dataset, so a resumed run
-    with the same limit covers the same questions.
+    with the same limit covers the same questions. ``question_timeout`` bounds
+    each question (None: no limit); ``breaker`` configuration-class failures
+    in a row stop the run (0: never); ``handle_signals`` lets the first
+    Ctrl-C stop the run gracefully (main thread only). ``unusable_videos``
+    (path -> reason, from the preflight) gives those questions error rows
+    without running them.
     """
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1 (got {concurrency})")
     if limit is not None and limit < 0:
         raise ConfigError(f"--limit must not be negative (got {limit})")
+    if question_timeout is not None and question_timeout <= 0:
+        raise ConfigError(f"--question-timeout must be positive (got {question_timeout:g})")
     run_dir = Path(run_dir)
     try:
         (run_dir / TRACES_DIR).mkdir(parents=True, exist_ok=True)
@@ -329,106 +458,295 @@ def run_evaluation(
     run_config.setdefault("model", model)
     run_config["limit"] = limit
     run_config["concurrency"] = concurrency
+    run_config["question_timeout_s"] = question_timeout
     run_config["invalid_rows"] = [str(e) for e in (invalid or [])]
-    write_run_config(run_dir, run_config)
     model = model or str(run_config.get("model", ""))
 
-    finished = read_finished(run_dir)
-    pending = select_pending(selected, finished, retry_errors=retry_errors)
-    writer = ResultsWriter(run_dir / RESULTS_FILE)
+    with RunDirectoryLock(run_dir):
+        write_run_config(run_dir, run_config)
+        finished, rejected = read_finished(run_dir)
+        if rejected and console is not None:
+            console.print(
+                f"[yellow]warning:[/] {len(rejected)} unreadable line(s) in {run_dir / RESULTS_FILE} moved to "
+                f"{REJECTED_FILE}; their questions run again (first: {rejected[0]})", highlight=False,
+            )
+        run = _Run(
+            method, run_dir, model=model, concurrency=concurrency, question_timeout=question_timeout,
+            breaker=breaker, grace_s=grace_s, console=console, unusable_videos=unusable_videos,
+        )
+        pending = select_pending(selected, finished, retry_errors=retry_errors)
+        with _Progress(len(pending), progress, console, label=f"{method.name}") as bar:
+            with _SigintHandler(run, enabled=handle_signals):
+                run.execute(pending, bar)
+        if run.worker_interrupt:
+            raise KeyboardInterrupt  # Ctrl-C reached a worker (in-process use): rows so far are on disk
 
-    counts = {"ok": 0, "errors": 0, "correct": 0, "prompt": 0, "completion": 0}
-    costs: list[float | None] = []
-    reasons: list[str] = []
-    interrupted = False
-
-    def work(question: Question) -> ResultRow:
-        video = question.video_file()
-        if not video.exists():
-            return error_row(question, method.name, model, f"video not found: {video}")
-        try:
-            outcome = method.run(question)
-        except SleuthError as exc:
-            return error_row(question, method.name, model, str(exc))
-        except Exception as exc:  # a bug or an unexpected library error must not end the batch
-            return error_row(question, method.name, model, f"{type(exc).__name__}: {exc}")
-        trace_rel = None
-        if outcome.trace is not None:
-            trace_rel = f"{TRACES_DIR}/{trace_filename(question.question_id)}"
-            try:
-                outcome.trace.save(run_dir / trace_rel)
-            except OSError as exc:
-                return error_row(question, method.name, model, f"cannot write trace {trace_rel}: {exc}")
-        outcome.model = outcome.model or model
-        return ok_row(question, method.name, outcome, trace_rel)
-
-    def record(row: ResultRow) -> None:
-        writer.append(row)
-        if row.status == "ok":
-            counts["ok"] += 1
-            counts["correct"] += int(row.correct)
-            counts["prompt"] += row.prompt_tokens
-            counts["completion"] += row.completion_tokens
-            costs.append(row.cost_usd)
-        else:
-            counts["errors"] += 1
-            reasons.append(f"{row.question_id}: {row.error}")
-
-    def running_cost() -> float | None:
-        # a total is only honest when every question's price is known
-        if not costs or any(c is None for c in costs):
-            return None
-        return float(sum(c for c in costs if c is not None))
-
-    with _Progress(len(pending), progress, console, label=f"{method.name}") as bar:
-        executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sleuth-eval")
-        queue = iter(pending)
-        in_flight: set[Future] = set()
-        try:
-            # submit at most `concurrency` at a time: an interrupt then abandons nothing but the questions in flight
-            for question in queue:
-                in_flight.add(executor.submit(work, question))
-                if len(in_flight) >= concurrency:
-                    break
-            while in_flight:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(future.result())
-                    bar.update(
-                        counts["ok"], counts["correct"], counts["errors"],
-                        counts["prompt"] + counts["completion"], running_cost(),
-                    )
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        in_flight.add(executor.submit(work, nxt))
-        except KeyboardInterrupt:
-            interrupted = True
-            for future in in_flight:
-                future.cancel()
-            raise
-        finally:
-            executor.shutdown(wait=not interrupted, cancel_futures=True)
-
-    ran = counts["ok"] + counts["errors"]
+    latest = {**finished, **run.rows}
     stats = None
     if cache_stats is not None:
         try:
             stats = dict(cache_stats())
         except Exception:  # statistics are a nicety; never fail a finished run over them
             stats = None
+    counts = run.counts
     return RunSummary(
         run_dir=str(run_dir),
         questions=len(selected),
         already_done=len(selected) - len(pending),
-        ran=ran,
+        ran=counts["ok"] + counts["errors"],
         ok=counts["ok"],
         errors=counts["errors"],
         correct=counts["correct"],
         accuracy=(counts["correct"] / counts["ok"]) if counts["ok"] else None,
         prompt_tokens=counts["prompt"],
         completion_tokens=counts["completion"],
-        cost_usd=running_cost(),
-        interrupted=interrupted,
+        cost_usd=run.running_cost(),
+        interrupted=run.interrupts > 0,
+        stopped=run.stop_reason if run.interrupts == 0 else None,
+        not_run=run.not_run,
+        unanswered=sum(1 for q in selected if q.question_id in latest and latest[q.question_id].status == "error"),
         replay_cache=stats,
-        error_reasons=reasons,
+        error_reasons=run.reasons,
+        rejected_lines=rejected,
     )
+
+
+@dataclass
+class _Slot:
+    """One question in flight. ``settled`` turns True once its row is written or it is given up:
+    whichever of the worker and the main thread gets there first decides, under ``lock``."""
+
+    question: Question
+    deadline: _deadline.Deadline
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    settled: bool = False
+
+
+# A question still running this long after its deadline (or as long again, for short deadlines) is
+# stuck below any check (a native decoder, a tool); it is abandoned with an error row, its thread
+# left to finish on its own.
+HARD_DEADLINE_GRACE_S = 15.0
+
+
+class _Run:
+    """The worker threads and the main loop of one invocation."""
+
+    def __init__(self, method: Method, run_dir: Path, *, model: str, concurrency: int,
+                 question_timeout: float | None, breaker: int, grace_s: float, console: Any,
+                 unusable_videos: dict[str, str] | None = None):
+        self.method = method
+        self.run_dir = run_dir
+        self.model = model
+        self.concurrency = concurrency
+        self.question_timeout = question_timeout
+        self.breaker = breaker
+        self.grace_s = grace_s
+        self.console = console
+        self.unusable_videos = dict(unusable_videos or {})
+        self.writer = ResultsWriter(run_dir / RESULTS_FILE)
+        self.done: queue.Queue = queue.Queue()
+        self.rows: dict[str, ResultRow] = {}
+        self.counts = {"ok": 0, "errors": 0, "correct": 0, "prompt": 0, "completion": 0}
+        self.costs: list[float | None] = []
+        self.reasons: list[str] = []
+        self.stop_reason: str | None = None
+        self.stop_started: float | None = None
+        self.interrupts = 0
+        self.announced = 0  # interrupts already reported to the user
+        self.worker_interrupt = False
+        self.not_run = 0
+        self._streak_kind: str | None = None
+        self._streak = 0
+
+    # -- worker side
+
+    def work(self, slot: _Slot) -> None:
+        try:
+            with _deadline.use(slot.deadline):
+                row = self.answer(slot.question)
+            with slot.lock:
+                if slot.settled:  # given up by the main thread meanwhile: it already accounted for it
+                    return
+                self.writer.append(row)
+                slot.settled = True
+            self.done.put((slot, row, None))
+        except BaseException as exc:  # StorageError, or Ctrl-C raised inside a method: the main thread decides
+            self.done.put((slot, None, exc))
+
+    def answer(self, question: Question) -> ResultRow:
+        name, model = self.method.name, self.model
+        video = question.video_file()
+        if not video.exists():
+            return error_row(question, name, model, f"video not found: {video}", kind="video")
+        if str(video) in self.unusable_videos:
+            return error_row(question, name, model, f"video {video}: {self.unusable_videos[str(video)]}", kind="video")
+        try:
+            outcome = self.method.run(question)
+        except MethodFailure as exc:
+            trace_rel = self.save_trace(question, exc.trace) if exc.trace is not None else None
+            return error_row(question, name, model, str(exc), kind=exc.kind, trace_path=trace_rel)
+        except SleuthError as exc:
+            return error_row(question, name, model, str(exc), kind=exc.kind)
+        except Exception as exc:  # a bug or an unexpected library error must not end the batch
+            return error_row(question, name, model, f"{type(exc).__name__}: {exc}", kind="internal")
+        trace_rel = self.save_trace(question, outcome.trace) if outcome.trace is not None else None
+        outcome.model = outcome.model or model
+        return ok_row(question, name, outcome, trace_rel)
+
+    def save_trace(self, question: Question, trace: Any) -> str:
+        rel = f"{TRACES_DIR}/{trace_filename(question.question_id)}"
+        try:
+            trace.save(self.run_dir / rel)
+        except OSError as exc:
+            raise _storage_error(self.run_dir / rel, exc) from None
+        return rel
+
+    # -- main thread
+
+    def execute(self, pending: list[Question], bar: "_Progress") -> None:
+        queue_ = list(reversed(pending))
+        in_flight: dict[int, _Slot] = {}
+        while True:
+            self._announce(len(in_flight))
+            while self.stop_reason is None and queue_ and len(in_flight) < self.concurrency:
+                slot = _Slot(queue_.pop(), _deadline.Deadline(self.question_timeout))
+                in_flight[id(slot)] = slot
+                threading.Thread(target=self.work, args=(slot,), daemon=True, name="sleuth-question").start()
+            if not in_flight or self.interrupts > 1:
+                break
+            try:
+                slot, row, exc = self.done.get(timeout=0.1)
+            except queue.Empty:
+                self._enforce_deadlines(in_flight, bar)
+                self._enforce_grace(in_flight)
+                continue
+            in_flight.pop(id(slot), None)
+            if exc is not None:
+                self._on_worker_exception(exc)
+            else:
+                self._record(row, bar)
+        self.not_run = len(queue_) + len(in_flight)
+        for slot in in_flight.values():  # the second Ctrl-C: leave them, their threads end with the process
+            slot.deadline.cancel()
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_started = time.monotonic()
+
+    def _announce(self, in_flight: int) -> None:
+        """Report interrupts from the main loop (a signal handler must not print while rich draws)."""
+        if self.interrupts == self.announced or self.console is None:
+            return
+        self.announced = self.interrupts
+        if self.interrupts == 1:
+            self.console.print(
+                f"[yellow]Ctrl-C: starting no new questions; waiting up to {self.grace_s:g}s for the {in_flight} "
+                "in flight (Ctrl-C again to quit now)[/]", highlight=False,
+            )
+
+    def _record(self, row: ResultRow, bar: "_Progress") -> None:
+        self.rows[row.question_id] = row
+        if row.status == "ok":
+            self.counts["ok"] += 1
+            self.counts["correct"] += int(row.correct)
+            self.counts["prompt"] += row.prompt_tokens
+            self.counts["completion"] += row.completion_tokens
+            self.costs.append(row.cost_usd)
+            self._streak_kind, self._streak = None, 0
+        else:
+            self.counts["errors"] += 1
+            self.reasons.append(f"{row.question_id}: {row.error}")
+            self._trip_breaker(row)
+        bar.update(
+            self.counts["ok"], self.counts["correct"], self.counts["errors"],
+            self.counts["prompt"] + self.counts["completion"], self.running_cost(),
+        )
+
+    def _trip_breaker(self, row: ResultRow) -> None:
+        kind = row.error_kind or ""
+        if kind not in CONFIG_CLASS_KINDS:
+            return
+        self._streak = self._streak + 1 if kind == self._streak_kind else 1
+        self._streak_kind = kind
+        if self.breaker and self._streak >= self.breaker:
+            self.stop(f"{self._streak} questions in a row failed the same way ({kind}): {row.error}")
+
+    def _on_worker_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self.worker_interrupt = True
+            self.stop("interrupted")
+        elif isinstance(exc, SleuthError):  # StorageError: nothing more can be saved
+            self.stop(str(exc))
+        else:
+            self.stop(f"{type(exc).__name__}: {exc}")
+
+    def _enforce_deadlines(self, in_flight: dict[int, _Slot], bar: "_Progress") -> None:
+        if self.question_timeout is None:
+            return
+        limit = self.question_timeout + min(HARD_DEADLINE_GRACE_S, self.question_timeout)
+        now = time.monotonic()
+        for key, slot in list(in_flight.items()):
+            if now - slot.started < limit:
+                continue
+            slot.deadline.cancel()
+            row = error_row(
+                slot.question, self.method.name, self.model,
+                f"no result within {limit:g}s (--question-timeout {self.question_timeout:g}); the question was abandoned",
+                kind="deadline",
+            )
+            with slot.lock:
+                if slot.settled:
+                    continue  # its row arrived just now; it is in the queue
+                try:
+                    self.writer.append(row)
+                except StorageError as exc:
+                    self.stop(str(exc))
+                    continue
+                slot.settled = True
+            del in_flight[key]
+            self._record(row, bar)
+
+    def _enforce_grace(self, in_flight: dict[int, _Slot]) -> None:
+        """Once stopping, questions in flight get ``grace_s`` to finish; then they are given up, unrecorded
+        (they run again on resume), and their threads are told to stop at their next check."""
+        if self.stop_started is None or time.monotonic() - self.stop_started < self.grace_s:
+            return
+        for key, slot in list(in_flight.items()):
+            with slot.lock:
+                if slot.settled:
+                    continue
+                slot.settled = True
+            slot.deadline.cancel()
+            del in_flight[key]
+            self.not_run += 1
+
+    def running_cost(self) -> float | None:
+        # a total is only honest when every question's price is known
+        if not self.costs or any(c is None for c in self.costs):
+            return None
+        return float(sum(c for c in self.costs if c is not None))
+
+
+class _SigintHandler:
+    """While a run is executing, Ctrl-C asks it to stop (first press) or to quit now (second press)
+    instead of raising KeyboardInterrupt wherever the main thread happens to be."""
+
+    def __init__(self, run: _Run, *, enabled: bool):
+        self.run = run
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self._previous: Any = None
+
+    def __enter__(self) -> "_SigintHandler":
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.run.interrupts += 1
+        self.run.stop("interrupted")

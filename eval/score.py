@@ -18,22 +18,31 @@ appears twice counts twice). Our ``results.jsonl`` is read with later rows
 superseding earlier ones for the same question. Accuracy is over the
 questions that ran (``status == "ok"``); an unreadable answer counts as wrong
 and as an extraction failure; error rows (e.g. a missing video) are counted
-separately and left out of the accuracy.
+separately and left out of the accuracy. A question whose gold answer is not
+among its options (flag ``gold_not_in_options``) stays in the accuracy, as the
+official script keeps it. Intervals are Wilson score 95% intervals.
+
+Nothing is dropped silently: unreadable lines of the results file are
+skipped and listed (``Scorecard.corrupt_lines``, e.g. a torn last line of a
+killed run), as are the dataset records a run skipped when loading its
+questions (``Scorecard.invalid_rows``, from the run's ``config.json``);
+``Scorecard.data_notes()`` words them for people.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError
 
 from eval.categories import ALL_L2
-from eval.dataset import RowError, normalise_record, parse_answer_letter
+from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError, normalise_record, parse_answer_letter
 from eval.extract import extract_answer
-from eval.results import RESULTS_FILE, ResultRow, read_result_rows
-from eval.stats import bootstrap_ci
+from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, first_error, read_result_rows
+from eval.stats import wilson_ci
 from sleuth.errors import SleuthError
 
 ExtractionMode = Literal["official", "last"]
@@ -60,6 +69,7 @@ class ScoredItem(BaseModel):
     prediction: str | None = None
     correct: bool = False
     extraction: str | None = None  # stored | brackets | boxed | letter | none | tool | ...
+    flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
     method: str = ""
@@ -76,7 +86,7 @@ class GroupScore(BaseModel):
     n: int  # questions scored (status ok)
     correct: int
     accuracy: float | None  # fraction, None when n == 0
-    ci_low: float | None = None
+    ci_low: float | None = None  # Wilson score 95% interval
     ci_high: float | None = None
     extraction_failures: int = 0
     errors: int = 0  # error rows in this group, not in n
@@ -92,6 +102,13 @@ class PerQuestionCosts(BaseModel):
     total_cost_usd: float | None = None
 
 
+class DataNote(NamedTuple):
+    """Something about the data a reader of the scores must know, and the lines it is about."""
+
+    text: str
+    lines: list[str]
+
+
 class Scorecard(BaseModel):
     source: str
     format: Literal["sleuth", "official"]
@@ -102,7 +119,34 @@ class Scorecard(BaseModel):
     extraction_rules: dict[str, int] = Field(default_factory=dict)
     groups: list[GroupScore]
     per_question: PerQuestionCosts
-    invalid_rows: list[str] = Field(default_factory=list)  # one line per unreadable record
+    # dataset records skipped as invalid: the official file's own, or those our run's config.json lists
+    invalid_rows: list[str] = Field(default_factory=list)
+    corrupt_lines: list[str] = Field(default_factory=list)  # results-file lines that could not be read, skipped
+    flags: dict[str, int] = Field(default_factory=dict)  # flag -> scored questions carrying it (all kept in n)
+
+    def data_notes(self) -> list[DataNote]:
+        """One sentence per data problem behind these scores, with the lines it concerns."""
+        notes = []
+        if self.corrupt_lines:
+            n = len(self.corrupt_lines)
+            notes.append(DataNote(
+                f"{_count(n, 'unreadable line')} in the results file {_were(n)} skipped and {_are(n)} not scored",
+                self.corrupt_lines,
+            ))
+        if self.invalid_rows:
+            n = len(self.invalid_rows)
+            notes.append(DataNote(
+                f"{_count(n, 'dataset record')} {_were(n)} skipped as invalid and {_are(n)} not scored",
+                self.invalid_rows,
+            ))
+        for flag, n in self.flags.items():
+            if flag == GOLD_NOT_IN_OPTIONS:
+                whose = "1 question's gold answer is not among its options" if n == 1 else (
+                    f"{n} questions' gold answers are not among their options")
+                notes.append(DataNote(f"{whose}; kept, as the official script does", []))
+            else:
+                notes.append(DataNote(f"{_count(n, 'question')} flagged {flag!r}; kept in the accuracy", []))
+        return notes
 
     def group(self, kind: GroupKind, name: str) -> GroupScore:
         for g in self.groups:
@@ -115,13 +159,26 @@ class Scorecard(BaseModel):
         return self.group("overall", "Overall")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _were(n: int) -> str:
+    return "was" if n == 1 else "were"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
 # --------------------------------------------------------------------------- reading
 
 
 def read_results_rows(path: Path) -> list[ResultRow]:
-    """Rows of a results.jsonl; the last row for each question id wins, in first-seen order.
+    """Rows of a results.jsonl; the last row for each question id wins, in the order of those last rows.
 
-    A malformed line raises ``ScoreError`` naming it.
+    Strict: a malformed line raises ``ScoreError`` naming it. Scoring
+    (``load_items``) skips such lines and lists them instead.
     """
     try:
         rows, problems = read_result_rows(path)
@@ -148,6 +205,7 @@ def _items_from_rows(rows: Iterable[ResultRow]) -> list[ScoredItem]:
                 prediction=row.prediction,
                 correct=bool(ok and row.prediction is not None and row.prediction == row.gold),
                 extraction=row.extraction,
+                flags=list(row.flags),
                 status=row.status,
                 error=row.error,
                 method=row.method,
@@ -206,23 +264,26 @@ def _items_from_official(
                 prediction=prediction,
                 correct=prediction == question.answer,
                 extraction=rule,
+                flags=list(question.flags),
                 model=model,
             )
         )
     return items, invalid
 
 
-def _load_json_any(path: Path) -> list[Any]:
+def _load_json_any(path: Path) -> tuple[list[Any], list[str]]:
+    """The records of a JSON list or JSONL file, plus one line per JSONL line that is not JSON (skipped)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        records, corrupt = [], []
+        # only "\n" ends a record: splitlines() would also split at U+2028, which JSON leaves raw in strings
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise ScoreError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-        return records
+                    corrupt.append(f"{path}: line {number}: not valid JSON ({exc.msg})")
+        return records, corrupt
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -231,30 +292,69 @@ def _load_json_any(path: Path) -> list[Any]:
         data = data["data"]
     if not isinstance(data, list):
         raise ScoreError(f"{path}: expected a list of records")
-    return data
+    return data, []
 
 
 def _is_sleuth_row(record: Any) -> bool:
     return isinstance(record, dict) and "question_id" in record and "method" in record
 
 
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
+    """A run directory's config.json ({} when there is none)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ScoreError(f"{path}: unreadable run configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise ScoreError(f"{path}: unreadable run configuration (not a JSON object)")
+    return config
+
+
+def _sleuth_rows(path: Path, records: list[Any]) -> tuple[list[ResultRow], list[str]]:
+    """Our rows (the latest per question, for JSONL) and one line per record that is not a result row."""
+    if path.suffix.lower() == ".jsonl":
+        latest, problems = read_result_rows(path)
+        return list(latest.values()), problems
+    rows, problems = [], []
+    for index, record in enumerate(records):
+        try:
+            rows.append(ResultRow.model_validate(record))
+        except ValidationError as exc:
+            problems.append(f"{path}: record {index}: not a result row ({first_error(exc)})")
+    return rows, problems
+
+
 def load_items(
     path: str | Path, *, model: str | None = None, extraction: ExtractionMode = "official"
 ) -> tuple[list[ScoredItem], dict[str, Any]]:
-    """Scored items from a results file or run directory, plus facts about the file."""
+    """Scored items from a results file or run directory, plus facts about the file.
+
+    Facts: ``format``, ``model``, ``method``, ``invalid`` (dataset records
+    skipped), ``corrupt`` (lines of the file skipped as unreadable) and, for
+    our files, ``config`` (the run's config.json, {} when absent).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():
         raise ScoreError(f"{path}: no such results file")
     try:
-        records = _load_json_any(path)
+        records, corrupt = _load_json_any(path)
     except UnicodeDecodeError:
         raise ScoreError(f"{path}: not UTF-8 text") from None
     if not records:
-        raise ScoreError(f"{path}: no records")
-    if _is_sleuth_row(records[0]):
-        rows = read_results_rows(path) if path.suffix.lower() == ".jsonl" else [ResultRow.model_validate(r) for r in records]
+        detail = f" ({_count(len(corrupt), 'unreadable line')}; the first: {corrupt[0]})" if corrupt else ""
+        raise ScoreError(f"{path}: no records{detail}")
+    # any row, not the first: the first line may be the corrupt one
+    if any(_is_sleuth_row(r) for r in records):
+        # read again as result rows, which also names the lines that are JSON but not rows
+        rows, corrupt = _sleuth_rows(path, records)
+        if not rows:
+            raise ScoreError(f"{path}: no readable result rows ({_count(len(corrupt), 'unreadable line')}; "
+                             f"the first: {corrupt[0]})")
         if model:
             rows = [r for r in rows if r.model == model]
             if not rows:
@@ -262,7 +362,17 @@ def load_items(
         items = _items_from_rows(rows)
         models = sorted({r.model for r in rows if r.model})
         methods = sorted({r.method for r in rows})
-        return items, {"format": "sleuth", "model": ", ".join(models), "method": ", ".join(methods), "invalid": []}
+        # a run directory's results.jsonl sits next to its config.json
+        config = _read_run_config(path.parent)
+        invalid = config.get("invalid_rows")
+        return items, {
+            "format": "sleuth",
+            "model": ", ".join(models),
+            "method": ", ".join(methods),
+            "invalid": [str(line) for line in invalid] if isinstance(invalid, list) else [],
+            "corrupt": corrupt,
+            "config": config,
+        }
 
     available = detect_models(records)
     if model is None:
@@ -274,7 +384,7 @@ def load_items(
         found = ", ".join(available) if available else "none"
         raise ScoreError(f"{path}: no '{model}{RAW_SUFFIX}' field in any record (models found: {found})")
     items, invalid = _items_from_official(records, model, extraction, str(path))
-    return items, {"format": "official", "model": model, "method": "", "invalid": invalid}
+    return items, {"format": "official", "model": model, "method": "", "invalid": invalid, "corrupt": corrupt}
 
 
 # --------------------------------------------------------------------------- scoring
@@ -282,14 +392,14 @@ def load_items(
 
 def _group_score(kind: GroupKind, name: str, items: list[ScoredItem]) -> GroupScore:
     scored = [i for i in items if i.status == "ok"]
-    outcomes = [i.correct for i in scored]
-    ci = bootstrap_ci(outcomes)
+    correct = sum(i.correct for i in scored)
+    ci = wilson_ci(correct, len(scored))
     return GroupScore(
         kind=kind,
         name=name,
         n=len(scored),
-        correct=sum(outcomes),
-        accuracy=(sum(outcomes) / len(scored)) if scored else None,
+        correct=correct,
+        accuracy=(correct / len(scored)) if scored else None,
         ci_low=ci[0] if ci else None,
         ci_high=ci[1] if ci else None,
         extraction_failures=sum(1 for i in scored if i.prediction is None),
@@ -338,6 +448,8 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
         groups=groups,
         per_question=per_question,
         invalid_rows=list(facts.get("invalid", [])),
+        corrupt_lines=list(facts.get("corrupt", [])),
+        flags=dict(sorted(Counter(flag for i in ok for flag in set(i.flags)).items())),
     )
 
 

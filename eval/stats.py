@@ -1,39 +1,36 @@
 """Uncertainty for accuracies and paired comparisons.
 
-- ``bootstrap_ci``: percentile bootstrap of the mean of 0/1 outcomes, with a
-  fixed seed so a report is reproducible to the digit.
+- ``wilson_ci``: the Wilson score interval for a proportion. Unlike a
+  percentile bootstrap (or the normal approximation) it does not collapse to
+  a zero-width interval when every outcome agrees or n is tiny: 1 of 1
+  correct gives about 21-100%, not 100-100%. Closed form, so deterministic.
 - ``mcnemar``: McNemar's exact test for two methods on the same questions
   (a two-sided binomial test on the discordant pairs, via scipy).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
 
-DEFAULT_SEED = 20250601
-DEFAULT_RESAMPLES = 2000
 
-
-def bootstrap_ci(
-    outcomes: Sequence[bool] | np.ndarray,
-    *,
-    confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-) -> tuple[float, float] | None:
-    """Percentile bootstrap interval for the accuracy of 0/1 outcomes; None when there are none."""
-    values = np.asarray(outcomes, dtype=float)
-    if values.size == 0:
+def wilson_ci(correct: int, n: int, *, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval for ``correct`` successes out of ``n``; None when n is 0."""
+    if n == 0:
         return None
-    rng = np.random.default_rng(seed)
-    # resampling counts from a binomial is the same distribution as resampling rows, and cheaper
-    means = rng.binomial(values.size, values.mean(), size=resamples) / values.size
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
+    if not 0 <= correct <= n:
+        raise ValueError(f"correct must be between 0 and n (got {correct} of {n})")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = correct / n
+    z2n = z * z / n
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
+    # at p = 0 or 1 one bound is exactly 0 or 1 in theory; clamp the rounding
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

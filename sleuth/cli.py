@@ -15,6 +15,7 @@ import typer
 
 from sleuth import __version__
 from sleuth.errors import SleuthError
+from sleuth.redact import redact
 
 app = typer.Typer(
     name="sleuth",
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SleuthError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(redact(f"error: {exc}"), fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)

@@ -12,6 +12,26 @@ Replies are consumed one per request, in order. When the queue is empty the
 ``responder`` (if set) is asked with the request body; otherwise the server
 answers HTTP 500 "script exhausted" so that a test with a missing reply fails
 loudly instead of hanging.
+
+Faults (``Fault.<constructor>``) cover what real servers do wrong: rate
+limits, 5xx, 4xx with OpenAI-style bodies (``http_error(401)``), hangs,
+dropped connections, empty replies, bodies trickled one byte at a time
+(``trickle``) and oversized bodies (``huge``).
+
+Server-wide settings, restored by ``reset()`` (so by every ``fake_openai``):
+
+- ``models``: the ids ``GET /models`` lists;
+- ``models_status``: answer ``GET /models`` with this HTTP status instead
+  (404: a server without the route; 401: a key the route refuses);
+- ``required_key``: when set, every route answers 401 unless the request
+  carries ``Authorization: Bearer <required_key>``; refused chat requests
+  are not recorded;
+- ``unknown_models_status``: when set (404, as OpenAI and vLLM do), a chat
+  request for a model ``models`` does not list gets that status;
+- ``preflight_reply``: the answer to sleuth's preflight request (the prompt
+  in ``prompts/preflight.md``), kept out of ``requests`` and the script so a
+  test's scripted replies and request counts are about its questions only;
+  the preflight bodies are in ``preflight_requests``.
 """
 
 from __future__ import annotations
@@ -23,6 +43,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -81,6 +102,8 @@ class Fault:
     retry_after: float | None = None
     seconds: float = 0.0
     message: str = ""
+    size: int = 0
+    delay: float = 0.0
 
     @classmethod
     def rate_limit(cls, retry_after: float = 1) -> "Fault":
@@ -97,6 +120,11 @@ class Fault:
         return cls("bad_request", status=status, message=message)
 
     @classmethod
+    def http_error(cls, status: int, message: str | None = None) -> "Fault":
+        """Any HTTP error (401 bad key, 403, 404 unknown model, ...) with an OpenAI-style body; not retried."""
+        return cls("http_error", status=status, message=message or HTTPStatus(status).phrase)
+
+    @classmethod
     def hang(cls, seconds: float) -> "Fault":
         """Sleep ``seconds`` before answering (longer than the client's timeout)."""
         return cls("hang", seconds=seconds)
@@ -111,6 +139,24 @@ class Fault:
         """200 OK with empty content and no tool calls."""
         return cls("empty", status=200)
 
+    @classmethod
+    def trickle(cls, seconds_per_byte: float, content: str = "slow but sure", *, headers_after: float = 0.0) -> "Fault":
+        """A valid 200 reply with ``Content-Length``, its body written one byte every ``seconds_per_byte``.
+
+        Every single read succeeds, so only a deadline on the whole request ends
+        it. ``headers_after`` delays the status line and headers as well.
+        """
+        return cls("trickle", status=200, seconds=seconds_per_byte, message=content, delay=headers_after)
+
+    @classmethod
+    def huge(cls, size_bytes: int, *, declare_length: bool = True) -> "Fault":
+        """A valid 200 reply padded with whitespace to ``size_bytes``.
+
+        ``declare_length=False`` leaves out ``Content-Length`` (the body ends when
+        the connection closes), so the client only learns the size by reading.
+        """
+        return cls("huge" if declare_length else "huge_undeclared", status=200, size=size_bytes)
+
 
 ReplyItem = Text | ToolCalls | Fault | str
 
@@ -122,7 +168,13 @@ class FakeOpenAIServer:
     """OpenAI chat-completions protocol (non-streaming) on an ephemeral localhost port."""
 
     def __init__(self, models: list[str] | None = None) -> None:
-        self.models = models or [FAKE_MODEL]
+        self._default_models = list(models or [FAKE_MODEL])
+        self.models = list(self._default_models)
+        self.models_status: int | None = None
+        self.required_key: str | None = None
+        self.unknown_models_status: int | None = None
+        self.preflight_reply: ReplyItem = Text("ready")
+        self.preflight_requests: list[dict] = []
         self.requests: list[dict] = []
         self.request_headers: list[dict[str, str]] = []
         self.responder: Callable[[dict], ReplyItem | None] | None = None
@@ -166,6 +218,12 @@ class FakeOpenAIServer:
             self.requests.clear()
             self.request_headers.clear()
             self.responder = None
+            self.models = list(self._default_models)
+            self.models_status = None
+            self.required_key = None
+            self.unknown_models_status = None
+            self.preflight_reply = Text("ready")
+            self.preflight_requests.clear()
 
     @property
     def pending(self) -> int:
@@ -176,6 +234,13 @@ class FakeOpenAIServer:
     # -- called from handler threads
 
     def _record_and_pick(self, body: dict, headers: dict[str, str]) -> ReplyItem | None:
+        status = self.unknown_models_status
+        if status is not None and body.get("model") not in self.models:
+            return Fault.http_error(status, f"The model `{body.get('model')}` does not exist")
+        if _is_preflight(body):
+            with self._lock:
+                self.preflight_requests.append(body)
+                return self.preflight_reply
         with self._lock:
             self.requests.append(body)
             self.request_headers.append(headers)
@@ -183,6 +248,14 @@ class FakeOpenAIServer:
                 return self._queue.popleft()
             responder = self.responder
         return responder(body) if responder is not None else None
+
+
+def _is_preflight(body: dict) -> bool:
+    from prompts import load_prompt
+
+    messages = body.get("messages") or []
+    return (len(messages) == 1 and not body.get("tools")
+            and messages[0].get("content") == load_prompt("preflight").text.strip())
 
 
 def _estimate_tokens(text: str) -> int:
@@ -230,8 +303,22 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up (e.g. after a timeout)
 
+        def _authorized(self) -> bool:
+            """False (after answering 401) when a key is required and the request lacks it."""
+            key = server.required_key
+            if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+                return True
+            self._send_json(401, _error_body("Incorrect API key provided", 401))
+            return False
+
         def do_GET(self) -> None:
+            if not self._authorized():
+                return
             if self.path.rstrip("/").endswith("/models"):
+                if server.models_status is not None:
+                    status = server.models_status
+                    self._send_json(status, _error_body(f"GET {self.path}: {HTTPStatus(status).phrase}", status))
+                    return
                 data = [{"id": m, "object": "model", "created": 0, "owned_by": "sleuth-tests"} for m in server.models]
                 self._send_json(200, {"object": "list", "data": data})
             else:
@@ -240,6 +327,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if not self._authorized():
+                return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send_json(404, _error_body(f"no route POST {self.path}", 404))
                 return
@@ -285,7 +374,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if fault.kind == "rate_limit":
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                 self._send_json(429, _error_body(fault.message, 429), headers)
-            elif fault.kind in ("server_error", "bad_request"):
+            elif fault.kind in ("server_error", "bad_request", "http_error"):
                 self._send_json(fault.status, _error_body(fault.message, fault.status))
             elif fault.kind == "hang":
                 if server._stopping.wait(fault.seconds):
@@ -300,8 +389,50 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     pass
             elif fault.kind == "empty":
                 self._send_json(200, _completion(body, {"role": "assistant", "content": ""}, "stop", (1, 0)))
+            elif fault.kind == "trickle":
+                self._trickle(body, fault)
+            elif fault.kind in ("huge", "huge_undeclared"):
+                self._huge(body, fault)
             else:
                 self._send_json(500, _error_body(f"unknown fault {fault.kind!r}", 500))
+
+        def _trickle(self, body: dict, fault: Fault) -> None:
+            message = {"role": "assistant", "content": fault.message}
+            data = json.dumps(_completion(body, message, "stop", None)).encode("utf-8")
+            self.close_connection = True
+            if server._stopping.wait(fault.delay):
+                return
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for index in range(len(data)):
+                    if server._stopping.wait(fault.seconds):
+                        return
+                    self.wfile.write(data[index:index + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+
+        def _huge(self, body: dict, fault: Fault) -> None:
+            tail = json.dumps(_completion(body, {"role": "assistant", "content": "big"}, "stop", None)).encode("utf-8")
+            padding = max(0, fault.size - len(tail))  # leading whitespace keeps the body valid JSON
+            self.close_connection = True
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if fault.kind == "huge":
+                    self.send_header("Content-Length", str(padding + len(tail)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                block = b" " * (1 << 20)
+                while padding > 0 and not server._stopping.is_set():
+                    self.wfile.write(block[:padding])
+                    padding -= len(block)
+                self.wfile.write(tail)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
     return Handler
 

@@ -305,7 +305,7 @@ def test_hang_times_out_and_is_retried(fake_openai, openai_backend_factory):
 def test_hang_every_time_is_bounded_and_typed(fake_openai, openai_backend_factory):
     fake_openai.enqueue(*[Fault.hang(3)] * 2)
     started = time.monotonic()
-    with pytest.raises(BackendError, match="no response within 0.3s") as info:
+    with pytest.raises(BackendError, match="no complete response within 0.3s") as info:
         openai_backend_factory(timeout_s=0.3, max_retries=1).chat(QUESTION)
     assert (info.value.kind, info.value.attempts) == ("timeout", 2)
     assert time.monotonic() - started < 2.5
@@ -332,7 +332,7 @@ def test_unreachable_server_is_a_connection_error():
                                            max_retries=1, retry_base_delay_s=0.01))
     with pytest.raises(BackendError, match=f"127.0.0.1:{port}.*connection failed") as info:
         backend.chat(QUESTION)
-    assert info.value.kind == "connection" and info.value.attempts == 2
+    assert info.value.kind == "connection" and info.value.attempts == 2 and info.value.config_class
 
 
 def test_empty_reply_is_retried(fake_openai, openai_backend_factory):
@@ -356,13 +356,15 @@ def test_empty_reply_cut_by_the_token_limit_says_so(fake_openai, openai_backend_
 
 @pytest.mark.parametrize(
     ("status", "kind", "hint"),
-    [(400, "bad_request", "context length exceeded"), (401, "auth", "--api-key"), (404, "not_found", "--model")],
+    [(400, "bad_request", "context length exceeded"), (401, "auth", "--api-key"), (403, "auth", "--api-key"),
+     (404, "not_found", "--model")],
 )
 def test_client_errors_fail_at_once(fake_openai, openai_backend_factory, status, kind, hint):
-    fake_openai.enqueue(Fault.bad_request("context length exceeded", status=status))
+    fake_openai.enqueue(Fault.http_error(status, "context length exceeded"))
     with pytest.raises(BackendError, match=f"HTTP {status}") as info:
         openai_backend_factory().chat(QUESTION)
     assert info.value.kind == kind and hint in str(info.value) and len(fake_openai.requests) == 1
+    assert info.value.config_class is (kind != "bad_request")  # a wrong key or model fails every question
 
 
 def test_exhausted_script_fails_loudly(fake_openai, openai_backend_factory):

@@ -179,3 +179,25 @@ def test_run_figures_leave_error_rows_out_like_the_report(tmp_path):
     (pair,) = pair_summaries([a, b])
     assert pair["shared"] == 2  # q3 is an error in run a: not a paired question
     assert (pair["both"], pair["only_a"], pair["only_b"], pair["neither"]) == (1, 0, 1, 0)
+
+
+def test_dataset_and_model_text_is_escaped_on_every_page(tmp_path):
+    payload = "<img src=x onerror=alert(1)> | pipe"
+
+    def hostile(method: str, prediction: str | None, **fields):
+        row = result_row("q1", method=method, prediction=prediction, **fields)
+        return row.model_copy(update={
+            "question": payload, "options": [f"(A) {payload}", "(B) fine", "(C) fine"],
+            "raw_response": payload, "video": f"{payload}.mp4",
+        })
+
+    a = write_run_dir(tmp_path, "a", method="uniform", rows=[hostile("uniform", "C")])
+    b = write_run_dir(tmp_path, "b", method="agent", rows=[
+        hostile("agent", None, status="error", error=payload, video_type=payload)])
+    index = write_run_browser([a, b], tmp_path / "site")
+    pages = [index, index.parent / "compare" / "q1.html"]
+    for page in pages:
+        assert not [t for t, attrs in tags(page) if t == "img" or "onerror" in attrs], page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page.read_text(encoding="utf-8")
+    row = next(r for r in index_rows(index) if r["data-run"] == "b")
+    assert row["data-video-type"] == payload  # attributes are escaped too, and read back intact

@@ -58,6 +58,7 @@ def test_sample_loads_and_normalises(sample_records):
     problem = dataset.invalid[0]
     assert problem.index == 33 and "duplicate" in problem.reason and "row 6" in problem.reason
     assert sample_records[33]["question"] == sample_records[6]["question"]
+    assert dataset.flagged == []  # every sample gold is among its options
 
     kept = [r for i, r in enumerate(sample_records) if i != 33]
     for record, question in zip(kept, dataset.questions, strict=True):
@@ -202,8 +203,8 @@ def test_missing_file_and_unknown_suffix(tmp_path):
         ({"question": None}, "missing field(s): question"),
         ({"options": []}, "'options' is empty"),
         ({"options": "(A) x (B) y"}, "'options' is a string"),
-        ({"correctAnswer": "(D)"}, "answer 'D' is not one of the options (ABC)"),
         ({"correctAnswer": "maybe"}, "cannot read an answer letter"),
+        ({"correctAnswer": "(Z)"}, "cannot read an answer letter"),
         ({"options": ["(A) x", "(A) y"], "correctAnswer": "A"}, "duplicate option letters A"),
     ],
 )
@@ -216,6 +217,28 @@ def test_invalid_rows_name_the_row_and_reason(tmp_path, overrides, reason):
     assert problem.index == 1 and problem.key == "k9"
     assert reason in str(problem)
     assert "row 1 (question k9)" in str(problem)
+
+
+def test_gold_letter_missing_from_the_options_is_kept_and_flagged(tmp_path):
+    # MMR-V's question 268: gold K, options A-J. The official script keeps it (and can only
+    # score it right if the model answers K), so it counts towards the 1,257 questions.
+    ten = [f"({letter}) option {letter}" for letter in "ABCDEFGHIJ"]
+    records = [_record(question_idx="267"), _record(question_idx="268", options=ten, correctAnswer="(K)")]
+    dataset = load_questions(_write(tmp_path, "q.json", records))
+    assert not dataset.invalid
+    fine, odd = dataset.questions
+    assert (odd.answer, odd.letters[-1], odd.flags) == ("K", "J", ["gold_not_in_options"])
+    assert fine.flags == []
+    assert dataset.flagged == [
+        "question 268: gold K is not among options A-J; kept and scored as the official script does"
+    ]
+
+
+def test_flagged_lists_non_consecutive_letters_one_by_one(tmp_path):
+    records = [_record(question_idx="5", options=["(A) x", "(C) y", "(D) z"], correctAnswer="B")]
+    dataset = load_questions(_write(tmp_path, "q.json", records))
+    (line,) = dataset.flagged
+    assert line.startswith("question 5: gold B is not among options A, C, D; ")
 
 
 def test_non_object_row(tmp_path):

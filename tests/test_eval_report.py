@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,110 @@ def test_report_rejects_a_folder_without_results(tmp_path, capsys):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and "no results.jsonl" in err
+
+
+class _RenderedTables(HTMLParser):
+    """Each table's rows as lists of cell texts, and every tag with its attributes, from rendered HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _render_markdown(markdown: str) -> _RenderedTables:
+    from markdown_it import MarkdownIt  # comes with rich
+
+    parser = _RenderedTables()
+    parser.feed(MarkdownIt("commonmark").enable("table").render(markdown))
+    return parser
+
+
+def test_report_states_skipped_lines_skipped_records_and_flagged_questions(tmp_path):
+    run = _make_run(tmp_path, "agent", "agent", [True, False, True], [8, 8, 8])
+    results = run / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    rows[2]["flags"] = ["gold_not_in_options"]
+    torn = '{"question_id": "q99", "vid'
+    results.write_text(f"{json.dumps(rows[0])}\n{{oops\n{json.dumps(rows[1])}\n{json.dumps(rows[2])}\n{torn}")
+    config = json.loads((run / "config.json").read_text())
+    skipped = ["mmrv.json: row 7 (question 12): no options", "mmrv.json: row 9: answer 'Z' is not a letter"]
+    (run / "config.json").write_text(json.dumps({**config, "invalid_rows": skipped}))
+
+    paths = write_report([run], tmp_path / "report", browser=False)
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    html = paths.html.read_text(encoding="utf-8")
+
+    assert "| agent | agent | m | 3 | 0 | 66.7 |" in markdown  # the flagged question stays in n
+    notes = markdown[markdown.index("### Data notes"):markdown.index("### Reference")]
+    assert "- 2 unreadable lines in the results file were skipped and are not scored:" in notes
+    assert "results.jsonl: line 2: not valid JSON" in notes
+    assert "results.jsonl: line 5: not valid JSON" in notes and "cut short" in notes
+    assert "- 2 dataset records were skipped as invalid and are not scored:" in notes
+    assert all(f"  - {line}" in notes for line in skipped)
+    assert "- 1 question's gold answer is not among its options; kept, as the official script does." in notes
+    for text in ("2 unreadable lines in the results file", "results.jsonl: line 5", "row 9: answer &#39;Z&#39;",
+                 "1 question&#39;s gold answer is not among its options"):
+        assert text in html
+
+    score = json.loads(paths.json.read_text())["runs"][0]["score"]
+    assert len(score["corrupt_lines"]) == 2 and score["invalid_rows"] == skipped
+    assert score["flags"] == {"gold_not_in_options": 1}
+
+    # a clean run has no data notes at all
+    clean = write_report([_make_run(tmp_path, "clean", "uniform", [True], [8])], tmp_path / "r2", browser=False)
+    assert "Data notes" not in clean.markdown.read_text() and "Data notes" not in clean.html.read_text()
+
+
+def test_dataset_and_model_text_is_escaped(tmp_path):
+    payload = "<img src=x onerror=alert(1)> | pipe"
+    run = _make_run(tmp_path, "run", "uniform", [True, False], [8, 8], errors=1)
+    results = run / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    for row in rows:
+        row.update(question=payload, video_type=payload, l2=f"{payload} \\| back", model="m<script>|")
+    rows[-1]["error"] = payload
+    results.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (run / "config.json").write_text(json.dumps({"method": "uniform", "invalid_rows": [f"row 3: {payload}"]}))
+
+    paths = write_report([run], tmp_path / "report")
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    assert "<img" not in markdown and "<script" not in markdown
+
+    # rendered, every value reads as itself and every table row keeps its columns
+    rendered = _render_markdown(markdown)
+    assert [a["src"] for t, a in rendered.tags if t == "img"] == ["accuracy_by_category.png", "accuracy_vs_frames.png"]
+    assert not any(t == "script" or "onerror" in a for t, a in rendered.tags)
+    runs, _reference, categories = rendered.tables
+    assert {len(row) for row in runs} == {13} and {len(row) for row in categories} == {7}
+    assert runs[1][2] == "m<script>|"
+    assert ["ability (L2)", f"{payload} \\| back", "2"] == categories[4][:3]
+    assert ["video type", payload, "2"] == categories[5][:3]
+    assert f"row 3: {payload}" in markdown.replace("&lt;", "<").replace("&gt;", ">").replace("\\|", "|")
+
+    # the HTML report and the run browser autoescape
+    html = paths.html.read_text(encoding="utf-8")
+    assert "<img src=x" not in html and "<script>" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    for page in paths.browser.parent.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "<img src=x" not in text and "m<script>" not in text, page
+    assert "&lt;img src=x onerror=alert(1)&gt; | pipe" in paths.browser.read_text(encoding="utf-8")

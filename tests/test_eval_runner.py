@@ -204,14 +204,24 @@ def test_resuming_with_other_settings_is_refused(fake_openai, mmrv, tmp_path, ca
     assert code == 2 and "frames=4" in err and "another --out" in err
 
 
-def test_missing_video_is_an_error_row_and_the_run_goes_on(fake_openai, mmrv, tmp_path, capsys):
+def test_missing_video_stops_the_run_before_it_starts(fake_openai, mmrv, tmp_path, capsys):
+    gone = "Mother 1 minute Sad Emotional Award Winning Iranian Short Film Animation Animated.mp4"
+    data, videos, records = mmrv(6, missing=(gone,))
+    fake_openai.responder = answer_with()
+    code, out, err = run_cli(eval_args(fake_openai, data, videos, tmp_path / "run"), capsys)
+    assert code == 2 and fake_openai.requests == [] and not (tmp_path / "run").exists()
+    assert err.strip() == (f"error: 1 of 3 videos cannot be used ({gone}: video not found); fix --videos, "
+                           "or pass --allow-missing to run the other questions")
+
+
+def test_allow_missing_gives_their_questions_error_rows_and_runs_the_rest(fake_openai, mmrv, tmp_path, capsys):
     gone = "Mother 1 minute Sad Emotional Award Winning Iranian Short Film Animation Animated.mp4"
     data, videos, records = mmrv(6, missing=(gone,))
     missing = {r["question"] for r in records if r["video"] == gone}
     assert len(missing) == 3
     fake_openai.responder = answer_with()
-    code, out, err = run_cli(eval_args(fake_openai, data, videos, tmp_path / "run", "--json"), capsys)
-    assert code == 0, err
+    code, out, err = run_cli(eval_args(fake_openai, data, videos, tmp_path / "run", "--json", "--allow-missing"), capsys)
+    assert code == 1, err  # finished, but not every question has an answer
     summary = json.loads(out)
     assert summary["ok"] == 3 and summary["errors"] == 3
     for row in rows_of(tmp_path / "run"):
@@ -232,7 +242,7 @@ def test_retry_errors_reruns_only_failures(fake_openai, mmrv, tmp_path, capsys):
         return Fault.server_error(503, "overloaded") if question_of(body) == failing else Text("[[C]]")
 
     fake_openai.responder = flaky
-    assert run_cli(eval_args(fake_openai, data, videos, run_dir), capsys)[0] == 0
+    assert run_cli(eval_args(fake_openai, data, videos, run_dir), capsys)[0] == 1  # an error row: exit 1
     rows = rows_of(run_dir)
     assert [r["status"] for r in rows].count("error") == 1
     (bad,) = [r for r in rows if r["status"] == "error"]
@@ -241,7 +251,7 @@ def test_retry_errors_reruns_only_failures(fake_openai, mmrv, tmp_path, capsys):
     # a plain re-run has nothing to do: error rows count as finished
     fake_openai.reset()
     fake_openai.responder = answer_with(default="[[C]]")
-    assert run_cli(eval_args(fake_openai, data, videos, run_dir), capsys)[0] == 0
+    assert run_cli(eval_args(fake_openai, data, videos, run_dir), capsys)[0] == 1  # still unanswered
     assert fake_openai.requests == []
 
     # --retry-errors runs the failed question only; its new row supersedes the old one

@@ -1,4 +1,4 @@
-"""Scoring: MMR-V official files (the authors' GPT-4o responses) and our results.jsonl; statistics."""
+"""Scoring: MMR-V official files (the authors' GPT-4o responses) and our results.jsonl (statistics: test_stats.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from eval.results import ResultRow
 from eval.score import ScoreError, load_items, read_results_rows, score_file
-from eval.stats import bootstrap_ci, mcnemar
 from sleuth.cli import main
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
@@ -151,35 +150,123 @@ def test_results_rows_supersede_and_errors_stay_out_of_accuracy(tmp_path):
     assert card.per_question.total_cost_usd == pytest.approx(0.03)
 
 
-def test_malformed_results_line_names_the_line(tmp_path):
-    path = tmp_path / "results.jsonl"
-    path.write_text(_row("q1").model_dump_json() + "\n" + '{"question_id": "q2"}\n', encoding="utf-8")
-    with pytest.raises(ScoreError, match="line 2"):
+def _write_results(path: Path, lines: list[str], *, final_newline: bool = True) -> Path:
+    path.write_text("\n".join(lines) + ("\n" if final_newline else ""), encoding="utf-8")
+    return path
+
+
+def test_corrupt_lines_are_skipped_listed_and_warned_about(tmp_path, capsys):
+    good = [_row(q, prediction="A", correct=True).model_dump_json() for q in ("q1", "q3")]
+    path = _write_results(tmp_path / "results.jsonl", [
+        "{not json",  # the first line: the format is still recognised from the others
+        good[0],
+        '{"question_id": "q2"}',  # JSON, but not a result row
+        good[1],
+        '{"question_id": "q4", "vid',  # a killed run's half-written last line
+    ], final_newline=False)
+
+    card = score_file(path)
+    assert card.rows == card.overall.n == card.overall.correct == 2
+    assert [line.split(": ", 1)[1] for line in card.corrupt_lines] == [
+        "line 1: not valid JSON (Expecting property name enclosed in double quotes)",
+        "line 3: not a result row (video: Field required)",
+        "line 5: not valid JSON (Unterminated string starting at); cut short, "
+        "the run was probably stopped while writing it",
+    ]
+
+    code, out, _ = run_cli(["score", str(path)], capsys)
+    assert code == 0 and "Overall" in out
+    assert "3 unreadable lines in the results file were skipped and are not scored:" in out
+    assert "line 1: not valid JSON" in out and "line 5: not valid JSON" in out
+
+    code, out, err = run_cli(["score", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["corrupt_lines"] == card.corrupt_lines
+    assert "3 unreadable lines in the results file were skipped" in err  # stdout stays pure JSON
+
+    # the strict reader names the first bad line instead
+    with pytest.raises(ScoreError, match="line 1"):
+        read_results_rows(path)
+
+
+def test_a_file_with_no_readable_row_is_refused(tmp_path):
+    path = _write_results(tmp_path / "results.jsonl", ["{oops", '{"question_id": "q1", "method": "uniform"}'])
+    with pytest.raises(ScoreError, match="no readable result rows .2 unreadable lines; the first: .*line 1"):
         score_file(path)
 
 
-# --------------------------------------------------------------------------- statistics
+def test_a_reply_with_a_unicode_line_separator_stays_one_row(tmp_path):
+    # JSON leaves U+2028 raw inside strings; it must not split the row in two
+    row = _row("q1", prediction="A", correct=True, raw_response="first\u2028second\x85third")
+    card = score_file(_write_results(tmp_path / "results.jsonl", [row.model_dump_json()]))
+    assert card.overall.correct == 1 and card.corrupt_lines == []
 
 
-def test_bootstrap_is_reproducible_and_brackets_the_mean():
-    outcomes = [True] * 31 + [False] * 30
-    first, second = bootstrap_ci(outcomes), bootstrap_ci(outcomes)
-    assert first == second
-    low, high = first
-    assert low < 31 / 61 < high
-    # about +-1.96 * sqrt(p(1-p)/n) = +-0.125 for n = 61
-    assert 0.09 < (high - low) / 2 < 0.16
-    assert bootstrap_ci([]) is None
-    assert bootstrap_ci([True, True]) == (1.0, 1.0)
+def test_official_jsonl_skips_and_lists_a_corrupt_line(tmp_path, records):
+    lines = [json.dumps(r) for r in records]
+    lines[10] = lines[10][:40]
+    card = score_file(_write_results(tmp_path / "official.jsonl", lines), model="gpt-4o")
+    assert card.format == "official" and card.overall.n == 60
+    assert len(card.corrupt_lines) == 1 and "line 11: not valid JSON" in card.corrupt_lines[0]
 
 
-def test_mcnemar_exact():
-    a = [True] * 10 + [False] * 6 + [True] * 0
-    b = [True] * 10 + [True] * 6
-    result = mcnemar(a, b)
-    assert (result.only_a, result.only_b, result.both_correct, result.both_wrong) == (0, 6, 10, 0)
-    assert result.p_value == pytest.approx(2 * 0.5**6)
-    assert result.delta == pytest.approx(6 / 16)
-    assert mcnemar([True, False], [True, False]).p_value is None
-    with pytest.raises(ValueError):
-        mcnemar([True], [True, False])
+def test_dataset_rows_skipped_by_the_run_are_shown(tmp_path, capsys):
+    skipped = [f"mmrv.json: row {i} (question q{i}): no video" for i in range(5)]
+    (tmp_path / "config.json").write_text(json.dumps({"method": "uniform", "invalid_rows": skipped}))
+    _write_results(tmp_path / "results.jsonl", [_row("q9", prediction="A", correct=True).model_dump_json()])
+
+    assert score_file(tmp_path).invalid_rows == skipped
+    assert score_file(tmp_path / "results.jsonl").invalid_rows == skipped  # the file, not only its folder
+
+    code, out, _ = run_cli(["score", str(tmp_path)], capsys)
+    assert code == 0
+    assert "5 dataset records were skipped as invalid and are not scored:" in out
+    assert skipped[0] in out and skipped[2] in out and skipped[3] not in out
+    assert "... and 2 more (all of them: --json)" in out
+
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(ScoreError, match="config.json: unreadable run configuration"):
+        score_file(tmp_path)
+
+
+def test_gold_not_in_options_stays_in_the_accuracy(tmp_path, capsys):
+    flag = ["gold_not_in_options"]
+    rows = [
+        _row("q1", prediction="A", correct=True),
+        _row("q2", prediction="B", correct=False),
+        _row("q3", gold="E", prediction="E", correct=True, flags=flag),  # scored as the official script: equal letters
+        _row("q4", gold="E", prediction="A", correct=False, flags=flag),
+        _row("q5", gold="E", status="error", error="video not found", flags=flag),  # not scored: not counted
+    ]
+    path = _write_results(tmp_path / "results.jsonl", [r.model_dump_json() for r in rows])
+    card = score_file(path)
+    assert (card.overall.n, card.overall.correct) == (4, 2)
+    assert card.flags == {"gold_not_in_options": 2}
+    assert [n.text for n in card.data_notes()] == [
+        "2 questions' gold answers are not among their options; kept, as the official script does"
+    ]
+
+    code, out, _ = run_cli(["score", str(path)], capsys)
+    assert code == 0 and "2 questions' gold answers are not among their options; kept, as the official" in out
+
+    path = _write_results(tmp_path / "results.jsonl", [rows[2].model_dump_json()])
+    (note,) = score_file(path).data_notes()
+    assert note.text == "1 question's gold answer is not among its options; kept, as the official script does"
+
+
+def test_intervals_are_wilson_and_never_collapse(tmp_path):
+    path = _write_results(tmp_path / "results.jsonl", [_row("q1", prediction="A", correct=True).model_dump_json()])
+    overall = score_file(path).overall
+    assert overall.accuracy == 1.0
+    assert overall.ci_low == pytest.approx(0.2065, abs=1e-4) and overall.ci_high == 1.0
+
+
+def test_official_records_carry_the_gold_not_in_options_flag(tmp_path, records):
+    odd = [dict(r) for r in records[:3]]
+    odd[0]["correctAnswer"] = "(K)"  # like MMR-V question 268: gold K, options A-J
+    odd[0]["gpt-4o_response"] = {"final_answer": "K"}
+    path = tmp_path / "official.json"
+    path.write_text(json.dumps(odd), encoding="utf-8")
+    card = score_file(path, model="gpt-4o")
+    assert card.overall.n == 3 and card.flags == {"gold_not_in_options": 1}
+    items, _ = load_items(path, model="gpt-4o")
+    assert items[0].correct and items[0].flags == ["gold_not_in_options"]

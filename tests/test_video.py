@@ -196,6 +196,25 @@ def test_paths_with_spaces_and_non_ascii(unicode_video_dir, reader):
         _assert_exact(video.sample_uniform(3), _true_times(False))
 
 
+def test_latin1_metadata_does_not_stop_pyav(tmp_path, synthetic_video):
+    import av
+
+    tagged = tmp_path / "tagged.mp4"
+    with av.open(str(synthetic_video)) as source, av.open(str(tagged), "w") as target:
+        target.metadata["title"] = "Café scene"
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    data = tagged.read_bytes()
+    assert data.count("Café".encode()) == 1
+    tagged.write_bytes(data.replace("Café".encode(), b"Caf\xe9 "))  # Latin-1, same length: not UTF-8
+    with open_video(tagged, reader="pyav") as video:
+        _assert_exact(video.sample_uniform(3), _true_times(False))
+        assert video.scan_decoder([0, 39], decoder="scan") == "pyav-scan"
+
+
 # --------------------------------------------------------------------------- decode failures
 
 

@@ -45,7 +45,7 @@ from tools.frame_index import (
     save_frame_index,
 )
 from tools.options import IndexConfig
-from tools.video import NotAVideoError, VideoError, VideoNotFoundError, open_video
+from tools.video import VideoError, check_video_file, open_video
 
 __all__ = ["FrameSearcher", "IndexConfig", "IndexOutcome", "SearchHit"]
 
@@ -260,9 +260,5 @@ class FrameSearcher:
 
 
 def _checked_video_path(video: str | Path) -> Path:
-    path = Path(video).expanduser()
-    if not path.exists():
-        raise VideoNotFoundError(f"video not found: {path}")
-    if path.is_dir():
-        raise NotAVideoError(f"not a video file (it is a directory): {path}")
-    return path.resolve()
+    # a stat before hashing the file: a FIFO would block the hash forever
+    return check_video_file(video).resolve()

@@ -8,12 +8,19 @@ file; ``Video.reader`` says which one is in use.
 Timestamps are the container's presentation times (not ``index / fps``), so
 variable-frame-rate files get true times. They are measured from the first
 frame, which is what players show.
+
+Only regular files reach the decoders (a FIFO would block them forever), and
+what decord and FFmpeg print about a broken file is kept off the terminal:
+the first such line goes into sleuth's own error instead (``tools.native_output``).
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
+import os
 import re
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +30,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from sleuth.errors import SleuthError
-from tools.video_scan import ScanUnavailable, SequentialScan, resize_rgb
+from tools.native_output import NativeOutput, capture_native_stderr, quiet_pyav
+from tools.video_scan import ScanUnavailable, SequentialScan, resize_rgb, special_file_kind
 
 ReaderName = Literal["decord", "pyav"]
 ScanDecoder = Literal["auto", "scan", "reader"]
@@ -40,6 +48,8 @@ SCAN_MIN_STRIDE = 2
 
 class VideoError(SleuthError):
     """A video could not be opened or read. The message names the file and the reason."""
+
+    kind = "video"
 
 
 class VideoNotFoundError(VideoError):
@@ -102,8 +112,10 @@ _NATIVE_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Check failed: .*\(-?\d+ vs\.
 
 
 def _one_line(exc: BaseException) -> str:
+    # PyAV's errors (and OSError) carry the bare reason; str() adds "[Errno N]" and a file name.
+    strerror = getattr(exc, "strerror", None)
     # decord's messages start with "[hh:mm:ss] /src/file.cc:123: Check failed: ...": keep the reason.
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join((strerror if isinstance(strerror, str) else str(exc)).split()) or type(exc).__name__
     text = _NATIVE_PREFIX.sub("", text)
     if "ERROR " in text:
         text = text.split("ERROR ", 1)[1]
@@ -170,8 +182,10 @@ class _PyAVReader:
     def __init__(self, path: Path):
         import av
 
+        quiet_pyav()
         self._av = av
-        self._container = av.open(str(path))
+        # Tags in another encoding than UTF-8 (Latin-1 titles are common) must not make the video unreadable.
+        self._container = av.open(str(path), metadata_errors="replace")
         try:
             if not self._container.streams.video:
                 raise _NoVideoStream()
@@ -564,6 +578,8 @@ class Video:
 
     def _switch_to_pyav(self) -> bool:
         try:
+            if special_file_kind(os.stat(self.path).st_mode) is not None:
+                return False  # replaced since it was opened: PyAV would block on a FIFO
             impl = _PyAVReader(self.path)
         except Exception:
             return False
@@ -603,6 +619,36 @@ def _positive_count(n: int, path: Path) -> int:
 # --------------------------------------------------------------------------- open
 
 
+def check_video_file(path: str | Path) -> Path:
+    """``path`` (``~`` expanded) when it is a readable, non-empty regular file; raises ``VideoError`` otherwise.
+
+    Looks with ``os.stat`` before opening anything, so a FIFO, socket or
+    device fails at once (``NotAVideoError``) rather than blocking a reader.
+    Raises ``VideoNotFoundError`` when nothing is there, ``NotAVideoError``
+    for a directory, special or empty file, ``VideoError`` when it cannot be read.
+    """
+    path = Path(path).expanduser()
+    try:
+        info = os.stat(path)  # follows symlinks: a link to a FIFO is a FIFO
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise VideoNotFoundError(f"video not found: {path}") from None
+        raise VideoError(f"cannot read video ({exc.strerror or exc}): {path}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise NotAVideoError(f"not a video file (it is a directory): {path}")
+    kind = special_file_kind(info.st_mode)
+    if kind is not None:
+        raise NotAVideoError(f"not a regular file ({kind}): {path}")
+    if info.st_size == 0:
+        raise NotAVideoError(f"not a video file (the file is empty): {path}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise VideoError(f"cannot read video ({exc.strerror or exc}): {path}") from None
+    return path
+
+
 def open_video(path: str | Path, reader: Literal["auto", "decord", "pyav"] = "auto") -> Video:
     """Open a video file for sampling.
 
@@ -612,49 +658,45 @@ def open_video(path: str | Path, reader: Literal["auto", "decord", "pyav"] = "au
     """
     if reader not in ("auto", "decord", "pyav"):
         raise VideoError(f"unknown video reader {reader!r} (expected auto, decord or pyav): {path}")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise VideoNotFoundError(f"video not found: {path}")
-    if path.is_dir():
-        raise NotAVideoError(f"not a video file (it is a directory): {path}")
-    try:
-        size = path.stat().st_size
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise VideoError(f"cannot read video ({exc.strerror or exc}): {path}") from None
-    if size == 0:
-        raise NotAVideoError(f"not a video file (the file is empty): {path}")
-
-    decord_reason = None
-    if reader in ("auto", "decord"):
-        try:
-            impl = _DecordReader(path)
-        except Exception as exc:
-            decord_reason = _one_line(exc)
-        else:
-            if len(impl.times) == 0:
-                impl.close()
-                if reader == "decord":
-                    raise EmptyVideoError(f"video has no frames: {path}")
-            elif reader == "decord" or _decord_decodes_first_frame(impl):
-                return Video(path, impl, allow_fallback=(reader == "auto"))
+    path = check_video_file(path)
+    # decord and its FFmpeg print to fd 2 about a broken file: keep that off the terminal (also
+    # when PyAV then opens the file fine), and name FFmpeg's complaint in the error instead.
+    with capture_native_stderr() as native:
+        decord_reason = None
+        if reader in ("auto", "decord"):
+            try:
+                impl = _DecordReader(path)
+            except Exception as exc:
+                decord_reason = _one_line(exc)
             else:
-                decord_reason = "decord could not decode the first frame"
-                impl.close()
-        if reader == "decord":
-            raise NotAVideoError(f"not a readable video (decord: {decord_reason}): {path}")
+                if len(impl.times) == 0:
+                    impl.close()
+                    if reader == "decord":
+                        raise EmptyVideoError(f"video has no frames: {path}")
+                elif reader == "decord" or _decord_decodes_first_frame(impl):
+                    return Video(path, impl, allow_fallback=(reader == "auto"))
+                else:
+                    decord_reason = "decord could not decode the first frame"
+                    impl.close()
+            if reader == "decord":
+                raise NotAVideoError(f"not a readable video (decord: {_with_native(decord_reason, native)}): {path}")
 
-    try:
-        impl = _PyAVReader(path)
-    except _NoVideoStream:
-        raise NotAVideoError(f"not a video file (no video stream): {path}") from None
-    except Exception as exc:
-        raise NotAVideoError(f"not a readable video ({_one_line(exc)}): {path}") from None
+        try:
+            impl = _PyAVReader(path)
+        except _NoVideoStream:
+            raise NotAVideoError(f"not a video file (no video stream): {path}") from None
+        except Exception as exc:
+            raise NotAVideoError(f"not a readable video ({_with_native(_one_line(exc), native)}): {path}") from None
     if len(impl.times) == 0:
         impl.close()
         raise EmptyVideoError(f"video has no frames: {path}")
     return Video(path, impl)
+
+
+def _with_native(reason: str, native: NativeOutput) -> str:
+    """``reason`` plus FFmpeg's own first complaint, which often says more (``moov atom not found``)."""
+    detail = native.detail
+    return reason if detail is None or detail in reason else f"{reason}; FFmpeg: {detail}"
 
 
 def _decord_decodes_first_frame(impl: _DecordReader) -> bool:

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from tools.native_output import quiet_pyav
 
 # Seek only when a keyframe lies at least this many frames past the last wanted
 # frame. It is also larger than any decoder's reordering delay (H.264 keeps at
@@ -36,6 +40,27 @@ SEEK_MIN_FRAMES = 48
 
 class ScanUnavailable(Exception):
     """The file cannot be scanned this way (the caller falls back to its reader)."""
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a file is when its ``os.stat`` mode is not a regular file's (``"a FIFO"``, ...), else None.
+
+    Decoders must never be handed such a path: opening a FIFO waits for a
+    writer forever, and a device never ends. ``os.stat`` (which follows
+    symlinks) tells without opening, so it does not wait.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "a special file")
 
 
 class SequentialScan:
@@ -52,7 +77,14 @@ class SequentialScan:
         self.seek_enabled = seek
         self._container = None
         try:
-            self._container = av.open(str(self.path))
+            kind = special_file_kind(os.stat(self.path).st_mode)
+        except OSError as exc:
+            raise ScanUnavailable(f"cannot open: {exc}") from None
+        if kind is not None:
+            raise ScanUnavailable(f"not a regular file ({kind})")
+        quiet_pyav()
+        try:
+            self._container = av.open(str(self.path), metadata_errors="replace")  # as tools.video's reader
         except Exception as exc:
             raise ScanUnavailable(f"cannot open: {exc}") from None
         try:

@@ -16,14 +16,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleuth.errors import SleuthError
+from sleuth.redact import redact
 
 
 class BackendError(SleuthError):
-    """A model call failed for good (after retries): server error, timeout, bad reply."""
+    """A model call failed for good (after retries): server error, timeout, bad reply.
+
+    ``config_class`` (from ``SleuthError``) is True for "connection", "auth" and
+    "not_found": a dead URL, a wrong key or model name fails every question alike.
+    """
 
     def __init__(self, message: str, *, kind: str = "error", attempts: int = 1):
-        super().__init__(message)
-        self.kind = kind  # e.g. "rate_limit", "server", "timeout", "connection", "bad_request"
+        # Messages name endpoints and echo server text, and end up in error rows and traces.
+        super().__init__(redact(message))
+        self.kind = kind  # e.g. "rate_limit", "server", "timeout", "connection", "auth", "not_found", "bad_request"
         self.attempts = attempts
 
 
@@ -127,7 +133,7 @@ class GenerationSettings(BaseModel):
 
     temperature: float | None = 0.0
     max_tokens: int | None = 1024
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # deadline for the whole request (connect, wait, read the reply), not per read
     seed: int | None = None
     stop: list[str] | None = None
 
@@ -161,7 +167,14 @@ class Reply(BaseModel):
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend implements."""
+    """What every backend implements.
+
+    Optional: ``preflight() -> dict[str, Any]`` checks once, before a run, that
+    the model can answer at all (endpoint reachable, key accepted, model
+    served) and returns facts worth logging; it raises ``BackendError`` with a
+    one-line message that says what to fix. Callers look it up with
+    ``getattr(backend, "preflight", None)``, since not every backend has one.
+    """
 
     name: str  # "openai", "transformers", ...
     model: str

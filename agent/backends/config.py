@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.backends.base import GenerationSettings
+from sleuth.redact import redact
 
 # Header names whose values are credentials: recorded as "***" in run configs.
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "password")
@@ -19,7 +20,8 @@ class BackendConfig(BaseModel):
 
     ``base_url`` and ``api_key`` fall back to ``OPENAI_BASE_URL`` and
     ``OPENAI_API_KEY`` when not given. The API key never appears in
-    ``public_dict()``, ``repr`` or logs.
+    ``public_dict()``, ``repr`` or logs, nor do credentials in ``base_url``
+    (``http://user:pass@host``) in ``public_dict()``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +34,7 @@ class BackendConfig(BaseModel):
 
     temperature: float | None = Field(0.0, description="None: do not send (server default)")
     max_tokens: int | None = Field(1024, ge=1, description="None: do not send (server default)")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout; a hung server fails after this")
+    timeout_s: float = Field(120.0, gt=0, description="deadline for one whole request (connect, wait, read the reply)")
     max_retries: int = Field(4, ge=0, description="retries after the first attempt on 429, 5xx, timeouts, drops")
     retry_base_delay_s: float = Field(1.0, ge=0, description="first backoff delay; doubles each retry, with jitter")
     retry_max_delay_s: float = Field(30.0, ge=0, description="cap on one backoff delay (Retry-After is honoured)")
@@ -84,6 +86,7 @@ class BackendConfig(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """Everything needed to reproduce the run, minus secrets (for config.json and traces)."""
         data = self.model_dump(mode="json", exclude={"api_key"})
+        data["base_url"] = redact(self.base_url) if self.base_url else self.base_url
         data["api_key_set"] = bool(self.api_key and self.api_key.get_secret_value())
         data["headers"] = {
             name: ("***" if any(w in name.lower() for w in _SECRET_HEADER_WORDS) else value)

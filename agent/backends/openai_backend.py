@@ -3,18 +3,22 @@
 Built on the ``openai`` SDK with its own retry loop (the SDK's is turned off)
 so that every failure is classified, retried with exponential backoff and
 jitter where that can help, honours ``Retry-After``, and ends in one
-``BackendError`` after a bounded number of attempts.
+``BackendError`` after a bounded number of attempts. Each request has a
+deadline for the whole exchange and a cap on the reply's size, so neither a
+server that trickles bytes nor one that sends too many can hold a run.
 """
 
 from __future__ import annotations
 
 import email.utils
+import importlib
 import json
 import logging
 import random
 import threading
 import time
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Iterator
 
 import openai
 
@@ -32,7 +36,10 @@ from agent.backends.base import (
 )
 from agent.backends.config import BackendConfig
 from agent.backends.pricing import cost_usd
+from prompts import load_prompt
+from sleuth import deadline
 from sleuth.errors import ConfigError
+from sleuth.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,10 @@ log = logging.getLogger(__name__)
 LOCAL_SERVER_API_KEY = "EMPTY"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as a failure, not waited on
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # far beyond any chat reply; bounds the memory a runaway server can take
+PREFLIGHT_TIMEOUT_S = 15.0  # the model list must come quickly; the test chat gets the configured timeout
+PREFLIGHT_MAX_TOKENS = 8
+PREFLIGHT_MODELS_SHOWN = 20
 
 # Phrases servers use when they refuse ``tools`` (vLLM without a tool parser, Ollama models without tool support, ...).
 _TOOL_REFUSAL_HINTS = ("tool", "function call", "function_call", "functions")
@@ -186,6 +197,94 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+# --------------------------------------------------------------------------- HTTP: deadline and size cap
+
+
+def _http_library() -> ModuleType:
+    """``httpx``, or ``httpx2``, its fork with the same API that newer ``openai`` releases are built on."""
+    client_class = openai.DefaultHttpxClient.__mro__[1]  # DefaultHttpxClient subclasses <library>.Client
+    return importlib.import_module(client_class.__module__.partition(".")[0])
+
+
+_http = _http_library()
+_DEADLINE = "sleuth_deadline"  # request extension: (monotonic time the response must be complete by, budget)
+
+
+class ResponseTooLarge(Exception):
+    """A reply over ``MAX_RESPONSE_BYTES``. Not an HTTP error, so the SDK passes it through unwrapped."""
+
+
+def _deadline_timeout(request: Any, budget: float) -> Exception:
+    # The SDK turns httpx timeouts into APITimeoutError, which the retry loop already handles.
+    return _http.ReadTimeout(f"no complete response within {budget:g}s", request=request)
+
+
+def _start_clock(request: Any) -> None:
+    """Request hook: the request's read timeout (the SDK sets every phase to ``timeout_s``) is its total budget."""
+    budget = request.extensions.get("timeout", {}).get("read")
+    if budget is not None:
+        request.extensions[_DEADLINE] = (time.monotonic() + budget, budget)
+
+
+def _bound_response(response: Any) -> None:
+    """Response hook (headers are in, the body is not): refuse oversized replies, hold the body to the deadline."""
+    request = response.request
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise ResponseTooLarge(f"the server announced a {int(declared) / 2**20:.0f} MiB reply; "
+                               f"sleuth reads at most {MAX_RESPONSE_BYTES // 2**20} MiB")
+    deadline = request.extensions.get(_DEADLINE)
+    if deadline is not None:
+        remaining = deadline[0] - time.monotonic()
+        if remaining <= 0:
+            raise _deadline_timeout(request, deadline[1])
+        # httpcore takes the read timeout for the whole body from the request when the body starts:
+        # giving it what is left of the budget stops a server that goes silent at the deadline.
+        request.extensions["timeout"] = {**request.extensions["timeout"], "read": remaining}
+    response.stream = _BoundedStream(response.stream, request, deadline)
+
+
+class _BoundedStream(_http.SyncByteStream):
+    """A response body that fails once it outgrows ``MAX_RESPONSE_BYTES`` or its request's deadline.
+
+    Per-read timeouts cannot catch a server that sends a byte now and then;
+    checking the clock after every chunk does.
+    """
+
+    def __init__(self, inner: Any, request: Any, deadline: tuple[float, float] | None) -> None:
+        self._inner = inner
+        self._request = request
+        self._deadline = deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        received = 0
+        for chunk in self._inner:
+            received += len(chunk)
+            if received > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge(f"the reply exceeds {MAX_RESPONSE_BYTES // 2**20} MiB")
+            if self._deadline is not None and time.monotonic() > self._deadline[0]:
+                raise _deadline_timeout(self._request, self._deadline[1])
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _HttpClient(openai.DefaultHttpxClient):
+    """The SDK's default client (its pool limits, proxies from the environment) with the deadline and size cap."""
+
+    def __init__(self) -> None:
+        super().__init__(event_hooks={"request": [_start_clock], "response": [_bound_response]})
+
+    def __del__(self) -> None:
+        # Like the client the SDK builds for itself: pooled connections close with the backend.
+        if not self.is_closed:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - during interpreter shutdown anything may be gone
+                pass
+
+
 # --------------------------------------------------------------------------- backend
 
 
@@ -225,15 +324,81 @@ class OpenAIBackend:
             default_headers=dict(config.headers) or None,
             timeout=config.timeout_s,
             max_retries=0,  # retries are ours: classified, bounded, logged
+            http_client=_HttpClient(),
         )
 
     @property
     def endpoint(self) -> str:
-        return str(self.client.base_url).rstrip("/")
+        """The base URL as it may be shown: credentials in it are masked."""
+        return redact(str(self.client.base_url).rstrip("/"))
 
     def cache_identity(self) -> dict[str, Any]:
         """What besides model and inputs shapes a reply (part of the replay-cache key)."""
         return {"tool_mode": self.config.tool_mode}
+
+    # -- before a run
+
+    def preflight(self) -> dict[str, Any]:
+        """Check once, before any real work, that this endpoint and model can answer.
+
+        First the model list (fast, no retries): a dead URL or a refused key
+        fails here. Then one tiny chat request through ``chat``, the ground
+        truth for whether the model is served (some servers answer for models
+        they do not list; transient failures get the usual retries). Returns
+        facts for the run's log; raises ``BackendError`` saying what to fix.
+        """
+        offered = self._models_offered()
+        if offered is not None and self.model not in offered:
+            log.warning("%s does not list %s; trying it anyway", self.endpoint, self.model)
+        settings = self.config.generation_settings().model_copy(update={"max_tokens": PREFLIGHT_MAX_TOKENS})
+        started = time.monotonic()
+        try:
+            self.chat([Message(role="user", content=load_prompt("preflight").text.strip())], settings=settings)
+        except BackendError as exc:
+            if offered is not None and self.model not in offered and exc.kind in ("not_found", "bad_request"):
+                shown = ", ".join(offered[:PREFLIGHT_MODELS_SHOWN])
+                if len(offered) > PREFLIGHT_MODELS_SHOWN:
+                    shown += f" and {len(offered) - PREFLIGHT_MODELS_SHOWN} more"
+                raise BackendError(
+                    f"{self.endpoint} does not serve model {self.model!r}; it offers {shown}: "
+                    "pass one of them to --model",
+                    kind="not_found", attempts=exc.attempts,
+                ) from None
+            if exc.kind != "empty":  # an empty reply (all tokens spent on reasoning) still proves the model runs
+                raise
+        return {
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "models_offered": offered,
+            "latency_s": round(time.monotonic() - started, 3),
+        }
+
+    def _models_offered(self) -> list[str] | None:
+        """The model ids ``GET /models`` lists; None when the server has no usable list."""
+        budget = min(self.config.timeout_s, PREFLIGHT_TIMEOUT_S)
+        try:
+            page = self.client.models.list(timeout=budget)
+        except openai.APITimeoutError as exc:
+            if isinstance(exc.__cause__, _http.ConnectTimeout):
+                raise BackendError(f"cannot reach {self.endpoint} (no connection within {budget:g}s): "
+                                   "is the server running? check --base-url", kind="connection") from None
+            raise BackendError(f"{self.endpoint} accepted the connection but sent no model list within "
+                               f"{budget:g}s: is the server overloaded?", kind="timeout") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise BackendError(f"cannot reach {self.endpoint} ({type(cause).__name__}: {cause}): "
+                               "is the server running? check --base-url", kind="connection") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise BackendError(f"{self.endpoint} refused the API key (HTTP {exc.status_code}): "
+                                   "set OPENAI_API_KEY or pass --api-key", kind="auth") from None
+            # No models route (404) or a broken one: the test chat decides.
+            log.debug("%s: GET /models answered HTTP %d; skipping the model check", self.endpoint, exc.status_code)
+            return None
+        except (openai.APIResponseValidationError, ResponseTooLarge) as exc:
+            log.debug("%s: unusable model list (%s); skipping the model check", self.endpoint, exc)
+            return None
+        return [model.id for model in page.data if getattr(model, "id", None)] or None
 
     # -- the one call
 
@@ -251,7 +416,10 @@ class OpenAIBackend:
             attempts += 1
             native = self.supports_native_tools
             try:
-                response = self._send(self._request(messages, tools, settings, native=native), settings)
+                deadline.check()  # the question's own deadline (``sleuth.deadline``): no attempt past it
+                # each attempt gets what is left of the question's time, at most its own timeout
+                attempt_settings = settings.model_copy(update={"timeout_s": deadline.clamp_timeout(settings.timeout_s)})
+                response = self._send(self._request(messages, tools, attempt_settings, native=native), attempt_settings)
                 reply = self._reply(response, tools, native=native)
                 reply.latency_s = time.monotonic() - started
                 return reply
@@ -294,6 +462,12 @@ class OpenAIBackend:
                     )
                 log.info("%s: %s; retry %d/%d in %.2fs", self.model, failure.detail, attempts,
                          self.config.max_retries, delay)
+                left = deadline.remaining()
+                if left is not None and delay >= left:  # the wait would outlast the question
+                    raise BackendError(
+                        f"{self.model} at {self.endpoint}: {failure.detail}; no time left to retry "
+                        "within the question's deadline", kind=failure.kind, attempts=attempts,
+                    ) from None
                 self._sleep(delay)
 
     # -- pieces
@@ -323,7 +497,9 @@ class OpenAIBackend:
         try:
             return self.client.chat.completions.create(**request, timeout=settings.timeout_s)
         except openai.APITimeoutError:
-            raise _Retryable("timeout", f"no response within {settings.timeout_s:g}s") from None
+            raise _Retryable("timeout", f"no complete response within {settings.timeout_s:g}s") from None
+        except ResponseTooLarge as exc:
+            raise BackendError(f"{self.model} at {self.endpoint}: {exc}", kind="bad_response") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise _Retryable("connection", f"connection failed ({type(cause).__name__}: {cause})") from None

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.backends.base import Backend, GenerationSettings, ImagePart, Message, Reply, ToolSpec
+from agent.backends.base import Backend, BackendError, GenerationSettings, ImagePart, Message, Reply, ToolSpec
 from sleuth.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,24 @@ class ReplayBackend:
         if attribute == "inner":
             raise AttributeError(attribute)
         return getattr(self.inner, attribute)
+
+    def preflight(self) -> dict[str, Any]:
+        """The wrapped backend's preflight.
+
+        When the cache already holds replies, a failing model is only a warning:
+        a re-run served from the cache needs no server (calls it misses still fail).
+        """
+        facts: dict[str, Any] = {"replay_cache": str(self.cache.directory)}
+        inner = getattr(self.inner, "preflight", None)
+        if inner is None:
+            return facts
+        try:
+            return {**inner(), **facts}
+        except BackendError as exc:
+            if not any(self.cache.directory.glob("*.json")):
+                raise
+            log.warning("%s; continuing, since the replay cache holds replies", exc)
+            return {**facts, "unavailable": str(exc)}
 
     def cache_stats(self) -> dict[str, int]:
         with self._lock:

@@ -216,6 +216,10 @@ class TransformersBackend:
     def cache_identity(self) -> dict[str, Any]:
         return {"dtype": self.config.dtype}
 
+    def preflight(self) -> dict[str, Any]:
+        """Nothing left to check: the weights loaded (or failed to) when the backend was built."""
+        return {"model": self.source.describe(), "device": self.device, "vision": self.vision}
+
     def chat(
         self,
         messages: list[Message],
