@@ -236,7 +236,7 @@ def eval_command(
     )
     dataset = load_questions(data, videos)
     for problem in dataset.invalid:
-        console.print(f"[yellow]skipping invalid row:[/] {problem}", highlight=False)
+        console.print(f"[yellow]skipping invalid row:[/] {problem}", highlight=False, soft_wrap=True)
     if not dataset.questions:
         from eval.dataset import DatasetError
 
@@ -247,7 +247,7 @@ def eval_command(
     preflight = PreflightReport()
     check_videos(selected, preflight, allow_missing=allow_missing)
     for path, reason in list(preflight.unusable_videos.items())[:5]:
-        console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False)
+        console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False, soft_wrap=True)
 
     model_backend = create_backend(backend_config)
     settings = backend_config.generation_settings()
@@ -377,33 +377,33 @@ def _print_run_summary(console: Any, summary: Any) -> None:
         f"[bold]{summary.run_dir}[/]: {summary.questions} questions, {summary.already_done} already done, "
         f"{summary.ran} run now ({summary.ok} ok, {summary.errors} errors); accuracy this run {acc}; "
         f"tokens {summary.prompt_tokens + summary.completion_tokens:,}; cost {cost}",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
     if summary.replay_cache:
         console.print(
             f"replay cache: {summary.replay_cache.get('hits', 0)} hits, {summary.replay_cache.get('misses', 0)} misses",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
     for reason in summary.error_reasons[:10]:
-        console.print(f"[red]error[/] {reason}", highlight=False)
+        console.print(f"[red]error[/] {reason}", highlight=False, soft_wrap=True)
     if len(summary.error_reasons) > 10:
         console.print(f"... and {len(summary.error_reasons) - 10} more errors (see results.jsonl)")
     if summary.rejected_lines:
         console.print(f"[yellow]{len(summary.rejected_lines)} unreadable line(s) of results.jsonl were set aside "
-                      "in results.rejected.jsonl[/]", highlight=False)
+                      "in results.rejected.jsonl[/]", highlight=False, soft_wrap=True)
     if summary.unanswered:
         console.print(f"{summary.unanswered} questions have error rows; re-run with --retry-errors to try them again")
     if summary.stopped:
-        console.print(f"[red]stopped:[/] {summary.stopped}", highlight=False)
+        console.print(f"[red]stopped:[/] {summary.stopped}", highlight=False, soft_wrap=True)
     if summary.interrupted or summary.stopped:
         # the last line: what is safe, and how to go on
         console.print(
             f"{summary.already_done + summary.ran} of {summary.questions} questions have rows in "
             f"{summary.run_dir}/results.jsonl ({summary.not_run} not run); run the same command to resume",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
         return
-    console.print(f"score it with: sleuth score {summary.run_dir}", highlight=False)
+    console.print(f"score it with: sleuth score {summary.run_dir}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- score

@@ -468,7 +468,7 @@ def run_evaluation(
         if rejected and console is not None:
             console.print(
                 f"[yellow]warning:[/] {len(rejected)} unreadable line(s) in {run_dir / RESULTS_FILE} moved to "
-                f"{REJECTED_FILE}; their questions run again (first: {rejected[0]})", highlight=False,
+                f"{REJECTED_FILE}; their questions run again (first: {rejected[0]})", highlight=False, soft_wrap=True,
             )
         run = _Run(
             method, run_dir, model=model, concurrency=concurrency, question_timeout=question_timeout,
@@ -623,10 +623,11 @@ class _Run:
                 continue
             in_flight.pop(id(slot), None)
             if exc is not None:
+                self.not_run += 1  # it ended without a row (none written, or cut back): it runs again on resume
                 self._on_worker_exception(exc)
             else:
                 self._record(row, bar)
-        self.not_run = len(queue_) + len(in_flight)
+        self.not_run += len(queue_) + len(in_flight)  # += : keeps those given up by _enforce_grace
         for slot in in_flight.values():  # the second Ctrl-C: leave them, their threads end with the process
             slot.deadline.cancel()
 
@@ -643,7 +644,7 @@ class _Run:
         if self.interrupts == 1:
             self.console.print(
                 f"[yellow]Ctrl-C: starting no new questions; waiting up to {self.grace_s:g}s for the {in_flight} "
-                "in flight (Ctrl-C again to quit now)[/]", highlight=False,
+                "in flight (Ctrl-C again to quit now)[/]", highlight=False, soft_wrap=True,
             )
 
     def _record(self, row: ResultRow, bar: "_Progress") -> None:

@@ -448,6 +448,7 @@ class OpenAIBackend:
                     continue
                 raise self._final_error(exc, attempts) from None
             except _Retryable as failure:
+                deadline.check()  # a request cut short by the question's deadline is the deadline's failure
                 if attempts > self.config.max_retries:
                     raise BackendError(
                         f"{self.model} at {self.endpoint}: {failure.detail} (gave up after {attempts} attempts)",
