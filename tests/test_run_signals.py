@@ -36,9 +36,9 @@ REPO = Path(__file__).parents[1]
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 QUESTIONS = 6
 
-# Rich wraps at 80 columns when stdout is not a terminal; a wide "terminal" keeps each message on one
-# line so the tests can compare whole lines.
-CHILD_ENV = {**os.environ, "COLUMNS": "1000", "PYTHONUNBUFFERED": "1"}
+# stdout is a pipe, as when a run is logged to a file: rich then lays out 80 columns, and every message
+# checked here must still be one whole line (paths included) for grep and copy-paste.
+CHILD_ENV = {**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, "PYTHONUNBUFFERED": "1"}
 
 
 # --------------------------------------------------------------------------- setup helpers (as in test_eval_runner)
