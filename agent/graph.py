@@ -24,10 +24,11 @@ from langgraph.runtime import Runtime
 
 from agent.backends.base import Message, Reply, TextPart, ToolCall
 from agent.state import AgentContext, AgentState, PendingCall
-from agent.toolbox import AnswerRequest, Observation, resolve_letter
+from agent.toolbox import AnswerRequest, Observation
 from agent.trace import FinalAnswer, FrameRef
 from prompts import load_prompt
 from sleuth import deadline
+from sleuth.answers import resolve_letter
 from sleuth.errors import SleuthError
 
 # every prompt file the agent may send; their hashes go in each trace

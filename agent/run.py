@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,29 +14,18 @@ from agent.config import AgentConfig
 from agent.graph import PROMPT_NAMES, build_graph, recursion_limit
 from agent.recorder import TraceRecorder
 from agent.state import AgentContext
-from agent.toolbox import Toolbox, resolve_letter
+from agent.toolbox import Toolbox
 from agent.trace import FinalAnswer, Trace
 from prompts import prompt_hashes
+from sleuth.answers import label_options, resolve_letter
 from sleuth.errors import ConfigError, SleuthError
 
-LETTERS = "ABCDEFGHIJKL"
-_LETTER_PREFIX = re.compile(r"^\s*\(\s*([A-Za-z])\s*\)\s*")
-
-
 def option_letters(options: list[str]) -> tuple[list[str], list[str]]:
-    """(letters, options as "(X) text"). Options without a "(X)" prefix are lettered by position."""
-    if not options:
-        raise ConfigError("a question needs at least one option")
-    if len(options) > len(LETTERS):
-        raise ConfigError(f"at most {len(LETTERS)} options (A-{LETTERS[-1]}), got {len(options)}")
-    prefixed = [_LETTER_PREFIX.match(o) for o in options]
-    if all(prefixed):
-        letters = [m.group(1).upper() for m in prefixed]
-        if len(set(letters)) != len(letters):
-            raise ConfigError(f"option letters repeat: {', '.join(letters)}")
-        return letters, [o.strip() for o in options]
-    letters = list(LETTERS[: len(options)])
-    return letters, [f"({letter}) {_LETTER_PREFIX.sub('', o).strip()}" for letter, o in zip(letters, options)]
+    """(letters, options as "(X) text"); see ``sleuth.answers.label_options``."""
+    try:
+        return label_options(options)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def default_question_id(video: str | Path, question: str, options: list[str]) -> str:

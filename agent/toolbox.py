@@ -124,24 +124,6 @@ class ToolInputError(SleuthError):
     """The model's arguments cannot be used; the message is shown to the model."""
 
 
-def resolve_letter(option: str, letters: list[str], options: list[str] | None = None) -> str | None:
-    """The option letter the model meant, or None when it named none of them.
-
-    Accepts "B", "b", "(B)", "B)", "(B) full option text" and the exact text of an
-    option; anything else is invalid (never guessed).
-    """
-    text = option.strip()
-    match = re.fullmatch(r"\(?\s*([A-Za-z])\s*\)?[.:]?(?:\s+.*)?", text, flags=re.S)
-    if match and (len(text) <= 4 or text.startswith("(") or re.match(r"[A-Z][.):]\s", text)):
-        letter = match.group(1).upper()
-        return letter if letter in letters else None
-    for letter, full in zip(letters, options or []):
-        body = re.sub(r"^\(\s*[A-Za-z]\s*\)\s*", "", full).strip()
-        if text.casefold() in (full.strip().casefold(), body.casefold()):
-            return letter
-    return None
-
-
 # --------------------------------------------------------------------------- the tools
 
 

@@ -42,14 +42,13 @@ from typing import Any, Iterable
 from pydantic import BaseModel, Field, field_validator
 
 from eval.categories import Category, category_of, normalise_l2, normalise_l3, normalise_video_type
-from eval.extract import option_letter
+from sleuth.answers import LETTERS, option_letter, parse_letter
 from sleuth.errors import ConfigError, SleuthError
 
 HUB_DATASET = "JokerJan/MMR-VBench"
 HUB_PREFIX = "hf://"
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
-_ANSWER = re.compile(r"^\s*[\(\[]?\s*([A-La-l])\s*(?:[\)\]\.:]|$)")
 
 GOLD_NOT_IN_OPTIONS = "gold_not_in_options"
 
@@ -163,16 +162,6 @@ def _key_of(record: dict[str, Any]) -> str | None:
     return text or None
 
 
-def parse_answer_letter(value: Any) -> str | None:
-    """``"(B) "`` / ``"B"`` / ``"(b) text"`` -> ``"B"``; None when no letter can be read."""
-    if not isinstance(value, str):
-        return None
-    match = _ANSWER.match(value)
-    if match:
-        return match.group(1).upper()
-    return option_letter(value)
-
-
 def _normalise_options(raw: Any) -> tuple[list[str], list[str]]:
     if isinstance(raw, str):
         raise ValueError("'options' is a string, expected a list of \"(X) text\" items")
@@ -188,7 +177,7 @@ def _normalise_options(raw: Any) -> tuple[list[str], list[str]]:
         text = item.strip()
         letter = option_letter(text)
         if letter is None:  # unmarked options get letters in order
-            letter = "ABCDEFGHIJKL"[position]
+            letter = LETTERS[position]
             text = f"({letter}) {text}"
         options.append(text)
         letters.append(letter)
@@ -220,7 +209,7 @@ def normalise_record(
     except ValueError as exc:
         raise fail(str(exc)) from None
     raw_answer = _field(record, "answer")
-    answer = parse_answer_letter(raw_answer)
+    answer = parse_letter(raw_answer)
     if answer is None:
         raise fail(f"cannot read an answer letter from correctAnswer={raw_answer!r}")
     # The official script keeps such a question (it compares letters only), so it counts here too.

@@ -24,14 +24,18 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-ALL_LETTERS = "ABCDEFGHIJKL"  # MMR-V questions have up to 12 options
+OFFICIAL_LETTERS = "ABCDEFGHIJKL"  # what MMR-V's official script accepts (its questions have up to 12 options)
 
 ExtractionRule = Literal["brackets", "boxed", "letter", "none"]
 
-_BRACKETS = re.compile(r"\[\[([A-L])\]\]")
-_BOXED = re.compile(r"\\boxed\{([A-L])\}")
-_STANDALONE = re.compile(r"\b([A-L])\b")
-_OPTION_LETTER = re.compile(r"^\s*[\(\[]?\s*([A-La-l])\s*[\)\]\.:]")
+# any capital letter: the question's own letters decide which count
+_BRACKETS = re.compile(r"\[\[([A-Z])\]\]")
+_BOXED = re.compile(r"\\boxed\{([A-Z])\}")
+_STANDALONE = re.compile(r"\b([A-Z])\b")
+# byte for byte the official script's patterns
+_OFFICIAL_BRACKETS = re.compile(r"\[\[([A-L])\]\]")
+_OFFICIAL_BOXED = re.compile(r"\\boxed\{([A-L])\}")
+_OFFICIAL_STANDALONE = re.compile(r"\b([A-L])\b")
 
 
 @dataclass(frozen=True)
@@ -40,16 +44,10 @@ class Extraction:
     rule: ExtractionRule
 
 
-def option_letter(option: str) -> str | None:
-    """``"(C) text"`` -> ``"C"``; None when the option has no leading letter marker."""
-    match = _OPTION_LETTER.match(option)
-    return match.group(1).upper() if match else None
-
-
 def extract_answer(text: str | None, letters: str | list[str] | None = None, *, strict_official: bool = False) -> Extraction:
     """The option letter a reply gives, and the rule that found it.
 
-    ``letters``: the letters the question offers (default: A-L). Ignored in
+    ``letters``: the letters the question offers (default: A-L, MMR-V's). Ignored in
     ``strict_official`` mode, which, like the official script, accepts A-L.
     """
     if not text:
@@ -57,7 +55,7 @@ def extract_answer(text: str | None, letters: str | list[str] | None = None, *, 
     if strict_official:
         return _extract_official(text)
 
-    allowed = set(letters) if letters else set(ALL_LETTERS)
+    allowed = set(letters) if letters else set(OFFICIAL_LETTERS)
 
     def last_allowed(matches: list[str]) -> str | None:
         for letter in reversed(matches):
@@ -73,13 +71,13 @@ def extract_answer(text: str | None, letters: str | list[str] | None = None, *, 
 
 
 def _extract_official(text: str) -> Extraction:
-    match = _BRACKETS.search(text)
+    match = _OFFICIAL_BRACKETS.search(text)
     if match:
         return Extraction(match.group(1), "brackets")
-    match = _BOXED.search(text)
+    match = _OFFICIAL_BOXED.search(text)
     if match:
         return Extraction(match.group(1), "boxed")
-    matches = _STANDALONE.findall(text.upper())
+    matches = _OFFICIAL_STANDALONE.findall(text.upper())
     if matches:
         return Extraction(matches[-1], "letter")
     return Extraction(None, "none")

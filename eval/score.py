@@ -39,7 +39,8 @@ from typing import Any, Iterable, Literal, NamedTuple
 from pydantic import BaseModel, Field, ValidationError
 
 from eval.categories import ALL_L2
-from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError, normalise_record, parse_answer_letter
+from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError, normalise_record
+from sleuth.answers import parse_letter
 from eval.extract import extract_answer
 from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, first_error, read_result_rows
 from eval.stats import wilson_ci
@@ -244,7 +245,7 @@ def _items_from_official(
         raw = record.get(raw_key)
         prediction: str | None = None
         if isinstance(stored, dict) and stored.get("final_answer") is not None:
-            prediction, rule = parse_answer_letter(str(stored["final_answer"])), "stored"
+            prediction, rule = parse_letter(str(stored["final_answer"])), "stored"
             if prediction is None:
                 rule = "none"
         elif isinstance(raw, str):

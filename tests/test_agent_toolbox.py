@@ -11,7 +11,8 @@ from PIL import Image
 
 from agent.backends.base import ToolCall
 from agent.config import AgentConfig
-from agent.toolbox import TOOL_NAMES, Toolbox, resolve_letter, tool_spec
+from agent.toolbox import TOOL_NAMES, Toolbox, tool_spec
+from sleuth.answers import resolve_letter
 from tests.video_fixtures import decode_index
 from tools.video import open_video
 

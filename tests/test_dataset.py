@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from eval.categories import EXPLICIT_L2, IMPLICIT_L2, category_of, normalise_video_type
+from sleuth.answers import parse_letter
 from eval.dataset import (
     DatasetError,
     Question,
     RowError,
     load_questions,
-    parse_answer_letter,
     stable_key,
 )
 from sleuth.errors import ConfigError
@@ -204,7 +204,7 @@ def test_missing_file_and_unknown_suffix(tmp_path):
         ({"options": []}, "'options' is empty"),
         ({"options": "(A) x (B) y"}, "'options' is a string"),
         ({"correctAnswer": "maybe"}, "cannot read an answer letter"),
-        ({"correctAnswer": "(Z)"}, "cannot read an answer letter"),
+        ({"correctAnswer": "(7)"}, "cannot read an answer letter"),
         ({"options": ["(A) x", "(A) y"], "correctAnswer": "A"}, "duplicate option letters A"),
     ],
 )
@@ -261,7 +261,7 @@ def test_unmarked_options_get_letters(tmp_path):
     [("(B)", "B"), ("(B) ", "B"), ("B", "B"), ("(c) text of the option", "C"), (" [D] ", "D"), ("", None), (None, None)],
 )
 def test_parse_answer_letter(raw, letter):
-    assert parse_answer_letter(raw) == letter
+    assert parse_letter(raw) == letter
 
 
 def test_video_type_and_category_normalisers():

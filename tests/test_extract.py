@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.extract import extract_answer, option_letter
+from eval.extract import extract_answer
+from sleuth.answers import option_letter
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 ECHO = 'Give the final answer in the format: "[[A]]" or "[[B]]" or "[[C]]" ...\n[[G]]'
