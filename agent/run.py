@@ -7,17 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from langgraph.errors import GraphRecursionError
-
 from agent.backends.base import Backend
 from agent.config import AgentConfig
-from agent.graph import PROMPT_NAMES, build_graph, recursion_limit
 from agent.recorder import TraceRecorder
 from agent.state import AgentContext
+from agent.strategies import get_strategy
 from agent.toolbox import Toolbox
 from agent.trace import FinalAnswer, Trace
 from prompts import prompt_hashes
-from sleuth.answers import label_options, resolve_letter
+from sleuth.answers import AnswerKind, label_options, resolve_letter
 from sleuth.errors import ConfigError, SleuthError
 
 def option_letters(options: list[str]) -> tuple[list[str], list[str]]:
@@ -53,6 +51,8 @@ def solve(
     backend: Backend,
     searcher: Any,  # tools.search.FrameSearcher
     config: AgentConfig | None = None,
+    strategy: str = "planner",
+    answer_kind: AnswerKind = "choice",
     perception_backend: Backend | None = None,
     question_id: str | None = None,
     gold: str | None = None,
@@ -72,10 +72,14 @@ def solve(
     config = config or AgentConfig()
     if config.perception == "delegated" and perception_backend is None:
         raise ConfigError("perception 'delegated' needs a perception model (--perception-model)")
-    letters, options = option_letters(options)
-    gold_letter = resolve_letter(gold, letters) if gold else None
-    if gold and gold_letter is None:
-        raise ConfigError(f"gold answer {gold!r} is not one of the letters {', '.join(letters)}")
+    chosen = get_strategy(strategy)
+    if answer_kind == "choice":
+        letters, options = option_letters(options)
+        gold_answer = resolve_letter(gold, letters) if gold else None
+        if gold and gold_answer is None:
+            raise ConfigError(f"gold answer {gold!r} is not one of the letters {', '.join(letters)}")
+    else:
+        letters, options, gold_answer = [], [], gold
     question_id = question_id or default_question_id(video, question, options)
 
     with open_video(video) as handle:
@@ -87,20 +91,20 @@ def solve(
             options=options,
             settings=_settings(config, searcher, handle),
             models=_models(backend, perception_backend, searcher, config),
-            prompts=prompt_hashes(PROMPT_NAMES),
+            prompts=prompt_hashes(list(chosen.prompt_names)),
             labels=_labels(labels, searcher),
         )
         recorder = TraceRecorder(trace)
         toolbox = Toolbox(
             video=handle, video_path=video, searcher=searcher, config=config, letters=letters, options=options,
             perception_backend=perception_backend if config.perception == "delegated" else None,
-            main_question=question,
+            main_question=question, answer_kind=answer_kind,
         )
         context = AgentContext(
             backend=backend, toolbox=toolbox, recorder=recorder, config=config,
-            question=question, options=options, letters=letters,
+            question=question, options=options, letters=letters, answer_kind=answer_kind,
         )
-        state = _run_graph(context, on_event, question_id)
+        state = _run_strategy(chosen, context, on_event, question_id)
 
     if trace.answer is None:  # the graph stopped without an answer (it should not): say so, never guess
         recorder.finish(FinalAnswer(option=None, reason="error", error_kind="agent",
@@ -108,48 +112,37 @@ def solve(
                         state.get("step", 0), after=state.get("frontier", [])[-1:])
     trace.totals.steps = state.get("step", 0)
     trace.totals.frames_shown = state.get("frames_shown", 0)
-    if gold_letter is not None:
-        trace.answer.gold = gold_letter
-        trace.answer.correct = trace.answer.option == gold_letter
+    if gold_answer is not None:
+        trace.answer.gold = gold_answer
+        trace.answer.correct = trace.answer.given() == (gold_answer if answer_kind != "number" else _number(gold_answer))
     if on_event is not None:
         on_event({"event": "done", "question_id": question_id, "answer": trace.answer.model_dump(),
                   "totals": trace.totals.model_dump()})
     return trace
 
 
-def _run_graph(context: AgentContext, on_event: Callable[[dict], None] | None, question_id: str) -> dict:
-    """Stream the graph, folding updates into the final state and forwarding progress events."""
-    graph = build_graph()
-    state: dict = {}
+def _run_strategy(strategy: Any, context: AgentContext, on_event: Callable[[dict], None] | None,
+                  question_id: str) -> dict:
+    """Run the strategy; a failure it raises (a tool that cannot work, an unreachable perception
+    model, the deadline) ends the question with an error answer that says why."""
+    forward = None if on_event is None else (lambda event: on_event({**event, "question_id": question_id}))
     try:
-        for chunk in graph.stream(
-            {}, config={"recursion_limit": recursion_limit(context)}, context=context, stream_mode="updates"
-        ):
-            for graph_node, update in chunk.items():
-                state.update(update or {})
-                nodes = context.recorder.new_nodes()
-                if on_event is not None:
-                    on_event({
-                        "event": graph_node,
-                        "question_id": question_id,
-                        "step": state.get("step", 0),
-                        "frames_shown": state.get("frames_shown", 0),
-                        "tokens": state.get("tokens_used", 0),
-                        "nodes": [n.model_dump(exclude={"frames": {"__all__": {"thumb"}}}) for n in nodes],
-                    })
-    except GraphRecursionError:
-        context.recorder.finish(
-            FinalAnswer(option=None, reason="error", error_kind="agent", rationale="the agent exceeded its step limit"),
-            state.get("step", 0), after=state.get("frontier", [])[-1:],
-        )
-    except SleuthError as exc:  # raised inside a step: a tool that cannot work, an unreachable perception model
-        step = state.get("step", 0)
-        node = context.recorder.add("observation", step, after=state.get("frontier", [])[-1:], error=str(exc))
+        return strategy.run(context, forward) or {}
+    except SleuthError as exc:
+        nodes = context.recorder.trace.nodes
+        step = max((n.step for n in nodes), default=0)
+        node = context.recorder.add("observation", step, after=[nodes[-1].id] if nodes else [], error=str(exc))
         context.recorder.finish(
             FinalAnswer(option=None, reason="error", error_kind=exc.kind, rationale=f"the run failed: {exc}"),
             step, after=[node.id],
         )
-    return state
+        return {"step": step}
+
+
+def _number(value: Any) -> float | None:
+    from sleuth.answers import parse_number
+
+    return parse_number(value)
 
 
 def _settings(config: AgentConfig, searcher: Any, video: Any) -> dict[str, Any]:

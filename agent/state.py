@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
+from agent.answer_texts import AnswerTexts
 from agent.backends.base import Backend, Message, ToolCall
 from agent.config import AgentConfig
 from agent.recorder import TraceRecorder
@@ -43,6 +44,12 @@ class AgentContext:
     question: str
     options: list[str]
     letters: list[str]
+    answer_kind: str = "choice"
+
+    @property
+    def answer_texts(self) -> AnswerTexts:
+        """How the prompts speak of the expected answer."""
+        return AnswerTexts(self.answer_kind, self.letters, self.options)
 
     @property
     def delegated(self) -> bool:

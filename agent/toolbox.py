@@ -1,8 +1,11 @@
 """The agent's tools: typed Python functions whose JSON schemas the model sees.
 
-The public contract (names and arguments) is fixed: ``search_frames``,
-``view_frames``, ``resample_clip`` and ``answer``. Each schema is derived from
-the method's signature and docstring, so code and schema never drift apart.
+Each tool is a ``Toolbox`` method marked with ``@tool``; its schema is
+derived from the method's signature and docstring, so code, schema and the
+prompts (which list the tools from ``Toolbox.specs``) never drift apart.
+The tools: ``search_frames``, ``view_frames``, ``resample_clip`` and
+``answer``, whose arguments follow the question's answer kind (an option
+letter, a number or a text). Adding a tool: one ``@tool`` method.
 
 A tool call never raises for model misbehaviour: unknown tools, invalid
 arguments, out-of-range timestamps and frame-budget overruns all come back as
@@ -28,7 +31,19 @@ from agent.trace import FrameRef, FrameSource
 from prompts import load_prompt
 from sleuth.errors import ConfigError, ModelUnavailableError, SleuthError, ToolUnavailableError
 
-TOOL_NAMES = ("search_frames", "view_frames", "resample_clip", "answer")
+TOOL_ATTRIBUTE = "__sleuth_tool__"
+
+
+def tool(fn: Callable | None = None, *, name: str | None = None, answer_kind: str | None = None) -> Any:
+    """Mark a ``Toolbox`` method as a tool the model may call (as ``name``, default: the method's name).
+
+    ``answer_kind`` marks a variant offered only for questions of that answer kind."""
+
+    def mark(method: Callable) -> Callable:
+        setattr(method, TOOL_ATTRIBUTE, {"name": name or method.__name__, "answer_kind": answer_kind})
+        return method
+
+    return mark(fn) if fn is not None else mark
 TIME_LABEL = "t={t:.2f}s"
 # A model call that failed for these reasons (after its retries) is the server's failure, not the request's.
 SERVER_FAILURE_KINDS = frozenset({"rate_limit", "server", "timeout", "empty", "bad_response", "deadline"})
@@ -81,13 +96,31 @@ def arguments_model(
 
 
 def tool_spec(
-    fn: Callable, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+    fn: Callable, *, name: str | None = None, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
 ) -> ToolSpec:
     """The ``ToolSpec`` (name, description, JSON schema) of a typed function."""
     summary, _ = _docstring_parts(fn)
     schema = _strip_titles(arguments_model(fn, exclude=exclude, defaults=defaults).model_json_schema())
     schema.pop("additionalProperties", None)  # some servers reject it; extra keys are still refused on our side
-    return ToolSpec(name=fn.__name__, description=summary, parameters=schema)
+    return ToolSpec(name=name or fn.__name__, description=summary, parameters=schema)
+
+
+def tools_for(cls: type, answer_kind: str) -> dict[str, str]:
+    """Tool name -> method name of ``cls``'s ``@tool`` methods offered for ``answer_kind``, in definition order."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            mark = getattr(value, TOOL_ATTRIBUTE, None)
+            if mark is not None and mark["answer_kind"] in (None, answer_kind):
+                found[mark["name"]] = attr
+    return found
+
+
+def describe_tools(specs: list[ToolSpec]) -> str:
+    """One line per tool for a prompt: ``- `name(arg, ...)`: description``."""
+    return "\n".join(
+        f"- `{spec.name}({', '.join(spec.parameters.get('properties', {}))})`: {spec.description}" for spec in specs
+    )
 
 
 # --------------------------------------------------------------------------- results
@@ -95,11 +128,13 @@ def tool_spec(
 
 @dataclass
 class AnswerRequest:
-    """What the model passed to ``answer``, before the letter is checked."""
+    """What the model passed to ``answer``, before it is checked: an option letter, or a value
+    (a number or a text) for questions of those kinds."""
 
-    option: str
+    option: str | None
     rationale: str
     evidence: list[float]
+    value: float | str | None = None
 
 
 @dataclass
@@ -146,6 +181,7 @@ class Toolbox:
         perception_backend: Backend | None = None,
         main_question: str = "",
         thumbnail: Callable[[Any], str] | None = None,
+        answer_kind: str = "choice",
     ):
         self.video = video
         self.video_path = str(video_path)
@@ -161,14 +197,21 @@ class Toolbox:
         self.duration = float(video.meta.duration_s)
         self._thumbnail = thumbnail or (lambda image: ImagePart.from_array(image, max_side=config.thumb_side).data_url())
         self._frames_left = config.max_frames
+        self.answer_kind = answer_kind
         defaults = {"k": config.search_k, "n": config.resample_n}
+        self._tools = tools_for(type(self), answer_kind)  # tool name -> method name
         self._models = {
-            name: arguments_model(getattr(self, name), exclude=self._exclude(name), defaults=defaults)
-            for name in TOOL_NAMES
+            name: arguments_model(getattr(self, attr), exclude=self._exclude(name), defaults=defaults)
+            for name, attr in self._tools.items()
         }
         self._specs = [
-            tool_spec(getattr(self, name), exclude=self._exclude(name), defaults=defaults) for name in TOOL_NAMES
+            tool_spec(getattr(self, attr), name=name, exclude=self._exclude(name), defaults=defaults)
+            for name, attr in self._tools.items()
         ]
+
+    @property
+    def tool_names(self) -> list[str]:
+        return list(self._tools)
 
     # ------------------------------------------------------------------ schemas
     def specs(self, only: tuple[str, ...] | None = None) -> list[ToolSpec]:
@@ -183,11 +226,11 @@ class Toolbox:
     def call(self, call: ToolCall, *, frames_left: int) -> Observation:
         """Run one tool call; never raises for a bad call, the observation says what was wrong."""
         self._frames_left = frames_left
-        if call.name not in TOOL_NAMES:
-            return _error(call.name, f"unknown tool {call.name!r}; the tools are: {', '.join(TOOL_NAMES)}")
+        if call.name not in self._tools:
+            return _error(call.name, f"unknown tool {call.name!r}; the tools are: {', '.join(self._tools)}")
         if call.error:
             return _error(call.name, f"the arguments are not a JSON object ({call.error}): {call.raw_arguments[:200]!r}")
-        method = getattr(self, call.name)
+        method = getattr(self, self._tools[call.name])
         try:
             args = self._models[call.name].model_validate(call.arguments)
         except ValidationError as exc:
@@ -204,6 +247,7 @@ class Toolbox:
             return _error(call.name, f"{call.name} failed: {exc}")
 
     # ------------------------------------------------------------------ tools
+    @tool
     def search_frames(self, query: str, k: int = 8, start: float | None = None, end: float | None = None) -> Observation:
         """Find the moments of the video that best match a short visual description (CLIP text-to-frame similarity). Returns a JSON list of {"t": seconds, "score": similarity}, best first; shows no images.
 
@@ -234,6 +278,7 @@ class Toolbox:
             text += " (no frames in that window)"
         return Observation(tool="search_frames", text=text + _join(notes), frames=frames)
 
+    @tool
     def view_frames(self, timestamps: list[float], question: str | None = None) -> Observation:
         """Look at the frames at these timestamps (seconds). They are shown to you in the next message, each labelled with its timestamp.
 
@@ -252,6 +297,7 @@ class Toolbox:
         batch = self.video.frames_at(clamped)
         return self._show(batch, "view", "view_frames", question, notes)
 
+    @tool
     def resample_clip(self, start: float, end: float, n: int = 8, question: str | None = None) -> Observation:
         """Look at n evenly spaced frames between start and end (seconds), to follow an action in detail. They are shown to you in the next message, each labelled with its timestamp.
 
@@ -272,6 +318,7 @@ class Toolbox:
         batch = self.video.sample_window(start, end, n)
         return self._show(batch, "resample", "resample_clip", question, notes)
 
+    @tool(answer_kind="choice")
     def answer(self, option: str, rationale: str, evidence: list[float]) -> Observation:
         """Give your final answer. This ends the task.
 
@@ -282,6 +329,32 @@ class Toolbox:
         """
         request = AnswerRequest(option=option, rationale=rationale, evidence=[float(t) for t in evidence])
         return Observation(tool="answer", text=f"answer {option!r} received", answer=request)
+
+    @tool(name="answer", answer_kind="number")
+    def answer_number(self, value: float, rationale: str, evidence: list[float]) -> Observation:
+        """Give your final answer, a number. This ends the task.
+
+        Args:
+            value: the number that answers the question, e.g. 3 or 2.5.
+            rationale: why the evidence supports this value, in one to three sentences.
+            evidence: timestamps (seconds) of the frames that support the answer.
+        """
+        request = AnswerRequest(option=None, value=float(value), rationale=rationale,
+                                evidence=[float(t) for t in evidence])
+        return Observation(tool="answer", text=f"answer {value:g} received", answer=request)
+
+    @tool(name="answer", answer_kind="text")
+    def answer_text(self, text: str, rationale: str, evidence: list[float]) -> Observation:
+        """Give your final answer, in a few words. This ends the task.
+
+        Args:
+            text: the answer, as short as it can be.
+            rationale: why the evidence supports this answer, in one to three sentences.
+            evidence: timestamps (seconds) of the frames that support the answer.
+        """
+        request = AnswerRequest(option=None, value=text.strip(), rationale=rationale,
+                                evidence=[float(t) for t in evidence])
+        return Observation(tool="answer", text=f"answer {text.strip()[:80]!r} received", answer=request)
 
     # ------------------------------------------------------------------ helpers
     def _clamp(self, t: float, what: str) -> tuple[float, str | None]:

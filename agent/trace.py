@@ -74,13 +74,19 @@ class Edge(BaseModel):
 class FinalAnswer(BaseModel):
     model_config = _FINITE
 
-    option: str | None  # a letter of the question's options, or None: no answer (counts as wrong)
+    option: str | None  # choice questions: a letter of the options, or None: no answer (counts as wrong)
+    kind: Literal["choice", "number", "text"] = "choice"
+    value: float | str | None = None  # number and text questions: the answer given
     rationale: str = ""
     evidence: list[float] = Field(default_factory=list)  # timestamps cited
     reason: str = "answered"  # answered | budget_exhausted | no_answer | invalid_letter | error
     error_kind: str | None = None  # reason "error": what failed (connection, auth, deadline, tool_unavailable, ...)
     gold: str | None = None
     correct: bool | None = None  # None when the gold answer is unknown
+
+    def given(self) -> str | float | None:
+        """The answer given, whatever its kind."""
+        return self.option if self.kind == "choice" else self.value
 
 
 class Totals(BaseModel):

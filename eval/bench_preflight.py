@@ -73,13 +73,14 @@ def _one_question_cost(base_url: str, model: str, api_key: str, question: Any) -
     """Seconds one question spends on the failure when it reaches the runner (default retries and backoff)."""
     from agent.backends import create_backend
     from agent.backends.config import BackendConfig
-    from eval.uniform import UniformMethod
+    from eval.benchmarks.mmr_v import MMRV
+    from eval.methods.uniform import UniformMethod
     from sleuth.errors import SleuthError
 
     backend = create_backend(BackendConfig(model=model, base_url=base_url, api_key=api_key))
     started = time.perf_counter()
     try:
-        UniformMethod(backend, frames=4).run(question)
+        UniformMethod(MMRV(), backend, frames=4).run(question)
     except SleuthError:
         pass
     return time.perf_counter() - started
@@ -87,7 +88,7 @@ def _one_question_cost(base_url: str, model: str, api_key: str, question: Any) -
 
 def measure() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    from eval.dataset import load_questions
+    from eval.benchmarks.mmr_v import load_questions
     from tests.fake_openai import FakeOpenAIServer
 
     results = []

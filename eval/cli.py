@@ -35,6 +35,8 @@ from agent.backends.options import (
     backend_config_from_cli,
 )
 from eval.runner import DEFAULT_BREAKER, DEFAULT_QUESTION_TIMEOUT
+from sleuth.errors import ConfigError
+from sleuth.options import JsonOpt, OutOpt
 from tools.options import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
@@ -77,30 +79,37 @@ def _print_json(data: Any) -> None:
 
 def eval_command(
     ctx: typer.Context,
-    data: Annotated[
+    config_file: Annotated[
+        Optional[Path],
+        typer.Option("--config", dir_okay=False, rich_help_panel=EVAL_PANEL,
+                     help="A run specification (YAML or JSON; a run directory's spec.json works). "
+                     "Flags given on the command line override its values."),
+    ] = None,
+    benchmark: Annotated[
         str,
+        typer.Option("--benchmark", "-b", rich_help_panel=EVAL_PANEL,
+                     help="Benchmark by name (registered benchmarks: mmr_v, and any your code registers)."),
+    ] = "mmr_v",
+    data: Annotated[
+        Optional[str],
         typer.Option(
             "--data", "-d", rich_help_panel=EVAL_PANEL,
-            help="Questions: a .json/.jsonl/.parquet file, a folder from `sleuth data download`, "
-            "or hf://JokerJan/MMR-VBench (needs the hub extra).",
+            help="Questions: a .json/.jsonl/.parquet file, a folder from `sleuth data download`, or hf://NAME "
+            "(needs the hub extra). Default: the benchmark's hub dataset.",
         ),
-    ],
+    ] = None,
     videos: Annotated[
-        Path,
+        Optional[Path],
         typer.Option("--videos", file_okay=False, rich_help_panel=EVAL_PANEL,
                      help="Folder with the benchmark's video files (DIR/<video> or DIR/videos/<video>)."),
-    ],
+    ] = None,
     method: Annotated[
-        Literal["uniform", "agent"],
+        str,
         typer.Option("--method", rich_help_panel=EVAL_PANEL,
-                     help="uniform: MMR-V's official end-to-end protocol (N uniform frames, one call); "
-                     "agent: the tool-using agent."),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option("--out", "-o", file_okay=False, rich_help_panel=EVAL_PANEL,
-                     help="Run directory (results.jsonl, config.json, traces/). Re-running resumes it."),
-    ],
+                     help="uniform: the benchmark's official end-to-end protocol (N uniform frames, one call); "
+                     "agent: the tool-using agent (see --strategy)."),
+    ] = "uniform",
+    out: OutOpt = None,
     frames: Annotated[
         int,
         typer.Option("--frames", min=1, rich_help_panel=EVAL_PANEL,
@@ -155,7 +164,12 @@ def eval_command(
                      "no question escapes (server unreachable, key refused, model unknown, a tool that cannot "
                      "work); 0: never stop."),
     ] = DEFAULT_BREAKER,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    json_output: JsonOpt = False,
+    strategy: Annotated[
+        str,
+        typer.Option("--strategy", rich_help_panel=AGENT_PANEL,
+                     help="agent: the strategy by name (registered: planner, and any your code registers)."),
+    ] = "planner",
     # -- model
     backend: BackendOpt = DEFAULT_BACKEND,
     model: ModelOpt = None,
@@ -209,7 +223,7 @@ def eval_command(
         str, typer.Option("--clip-device", rich_help_panel="Frame index", help="Torch device for CLIP: auto, cpu, cuda, cuda:N, mps.")
     ] = "auto",
 ) -> None:
-    """Run a method over MMR-V questions and record one result row per question.
+    """Run a method over a benchmark's questions and record one result row per question.
 
     Before the first question, a preflight checks the videos, the model
     server and the frame index, and fails in seconds with what to fix.
@@ -220,111 +234,28 @@ def eval_command(
     question answered, 1 some error rows, 2 could not start, 3 stopped early,
     130 interrupted.
     """
-    from agent.backends import create_backend
-    from eval.dataset import load_questions
-    from eval.methods import create_method
     from eval.preflight import PreflightReport, check_backends, check_frame_index, check_videos, describe
     from eval.runner import build_run_config, run_evaluation
-    from eval.uniform import official_settings
+    from eval.spec import load_dataset, prepare, write_spec
 
     console = _console(json_output)
-    backend_config = backend_config_from_cli(
-        backend=backend, model=model, base_url=base_url, api_key=api_key, header=header,
-        temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
-        tool_mode=tool_mode, image_max_side=image_max_side, image_detail=image_detail,
-        replay_cache=replay_cache, prices=prices, device=device,
-    )
-    dataset = load_questions(data, videos)
+    flags = {name: value for name, value in locals().items() if name in _SPEC_FLAGS}
+    spec = _spec_from_flags(ctx, config_file, flags)
+    benchmark_, dataset = load_dataset(spec)
     for problem in dataset.invalid:
         console.print(f"[yellow]skipping invalid row:[/] {problem}", highlight=False, soft_wrap=True)
-    if not dataset.questions:
-        from eval.dataset import DatasetError
-
-        raise DatasetError(f"{dataset.source}: no valid questions")
-    selected = dataset.questions[:limit] if limit is not None else dataset.questions
+    selected = dataset.questions[: spec.limit] if spec.limit is not None else dataset.questions
 
     # Videos first: the cheapest check, and before any model loads.
     preflight = PreflightReport()
-    check_videos(selected, preflight, allow_missing=allow_missing)
+    check_videos(selected, preflight, allow_missing=spec.allow_missing)
     for path, reason in list(preflight.unusable_videos.items())[:5]:
         console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False, soft_wrap=True)
 
-    model_backend = create_backend(backend_config)
-    settings = backend_config.generation_settings()
-    searcher = None
-    agent_config = None
-    perception_backend = None
-    index_info: dict[str, Any] | None = None
-    extra: dict[str, Any] = {}
-    if method == "uniform":
-        # the official protocol sends neither temperature nor max_tokens unless asked to
-        user_set = {name: _given_by_user(ctx, name) for name in ("temperature", "max_tokens")}
-        base = official_settings(settings)
-        settings = base.model_copy(
-            update={k: getattr(settings, k) for k, is_set in user_set.items() if is_set}
-        )
-    else:
-        from agent.config import AgentConfig
-        from tools.options import index_config_from_options
-        from tools.search import FrameSearcher
-
-        budgets: dict[str, Any] = {"max_frames": frames}
-        if max_steps is not None:
-            budgets["max_steps"] = max_steps
-        if overview_frames is not None:
-            budgets["overview_frames"] = overview_frames
-        if token_budget is not None:
-            budgets["max_tokens"] = token_budget
-        if max_tool_calls is not None:
-            budgets["max_tool_calls"] = max_tool_calls
-        if image_max_side is not None:
-            budgets["image_max_side"] = image_max_side
-        if image_detail is not None:
-            budgets["image_detail"] = image_detail
-        if perception_model:
-            budgets["perception"] = "delegated"
-        agent_config = _agent_config(AgentConfig, budgets)
-        index_config = index_config_from_options(
-            clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
-            random_weights=random_weights, fps=fps, max_frames=index_max_frames, cache_dir=cache_dir,
-            device=clip_device, frame_fit=frame_fit,
-        )
-        searcher = FrameSearcher(index_config)
-        index_info = {
-            "settings": index_config.model_dump(mode="json"),
-            "clip_model_id": searcher.model_id,
-            "labels": searcher.labels,
-        }
-        if perception_model:
-            perception_config = backend_config.model_copy(update={"model": perception_model})
-            perception_backend = create_backend(perception_config)
-            extra["perception_backend"] = perception_config.public_dict()
-
-    labels = list(index_info["labels"]) if index_info else []
-    run_method = create_method(
-        method, backend=model_backend, frames=frames, cot=cot, strict_official=strict_official,
-        settings=settings, searcher=searcher, agent_config=agent_config,
-        perception_backend=perception_backend, labels=labels,
-    )
-    extra.update(
-        {
-            "data": {"source": dataset.source, "videos": str(videos), "questions": len(dataset.questions)},
-            "index": index_info,
-            # What decides which frames a search finds; resuming with other values would mix two retrievers.
-            **({"retrieval": {
-                "clip": index_info["clip_model_id"],
-                **{key: index_info["settings"][key] for key in ("fps", "max_frames", "frame_fit")},
-            }} if index_info else {}),
-            "models": {
-                "model": backend_config.model,
-                **({"perception": perception_model} if perception_model else {}),
-                **({"clip": index_info["clip_model_id"]} if index_info else {}),
-            },
-        }
-    )
-    check_backends({"model": model_backend, "perception model": perception_backend}, preflight)
-    if searcher is not None:
-        check_frame_index(searcher, preflight)
+    run = prepare(spec, benchmark_, dataset)
+    check_backends({"model": run.backend, "perception model": run.perception_backend}, preflight)
+    if run.searcher is not None:
+        check_frame_index(run.searcher, preflight)
     if dry_run:
         if json_output:
             _print_json({"preflight": preflight.model_dump(mode="json")})
@@ -334,14 +265,18 @@ def eval_command(
             console.print("preflight passed; nothing was run (--dry-run)")
         raise typer.Exit(1 if preflight.unusable_videos else 0)
 
-    config = build_run_config(run_method, backend_info=backend_config.public_dict(), extra=extra)
+    config = build_run_config(run.method, backend_info=spec.backend.public_dict(), benchmark=benchmark_.name,
+                              extra=run.config_extra, identity=run.identity_extra)
     config["preflight"] = preflight.model_dump(mode="json")
-    cache_stats = getattr(model_backend, "cache_stats", None)
+    cache_stats = getattr(run.backend, "cache_stats", None)
     summary = run_evaluation(
-        dataset.questions, run_method, out, config=config, concurrency=concurrency, retry_errors=retry_errors,
-        limit=limit, invalid=dataset.invalid, progress=progress and not json_output, console=console,
-        cache_stats=cache_stats if callable(cache_stats) else None, model=backend_config.model,
-        question_timeout=question_timeout, breaker=stop_after, unusable_videos=preflight.unusable_videos,
+        dataset.questions, run.method, spec.out, config=config, concurrency=spec.concurrency,
+        retry_errors=spec.retry_errors, limit=spec.limit, invalid=dataset.invalid,
+        progress=progress and not json_output, console=console,
+        cache_stats=cache_stats if callable(cache_stats) else None, model=spec.backend.model,
+        question_timeout=spec.question_timeout, breaker=spec.stop_after,
+        unusable_videos=preflight.unusable_videos, benchmark=benchmark_,
+        on_start=lambda run_dir: write_spec(spec, run_dir),
     )
     if json_output:
         _print_json({**summary.model_dump(mode="json"), "exit_code": summary.exit_code})
@@ -350,24 +285,84 @@ def eval_command(
     raise typer.Exit(summary.exit_code)
 
 
+# The eval flags that make up the run specification, and where each goes in it.
+_SPEC_FLAGS: dict[str, tuple[str, ...]] = {
+    "benchmark": ("benchmark",), "data": ("data",), "videos": ("videos",), "limit": ("limit",),
+    "method": ("method",), "frames": ("frames",), "cot": ("cot",), "strict_official": ("strict_official",),
+    "strategy": ("strategy",), "perception_model": ("perception_model",),
+    "out": ("out",), "concurrency": ("concurrency",), "retry_errors": ("retry_errors",),
+    "question_timeout": ("question_timeout",), "stop_after": ("stop_after",), "allow_missing": ("allow_missing",),
+    # the model backend
+    "backend": ("backend", "backend"), "model": ("backend", "model"), "base_url": ("backend", "base_url"),
+    "api_key": ("backend", "api_key"), "header": ("backend", "headers"), "temperature": ("backend", "temperature"),
+    "max_tokens": ("backend", "max_tokens"), "timeout": ("backend", "timeout_s"),
+    "max_retries": ("backend", "max_retries"), "tool_mode": ("backend", "tool_mode"),
+    "image_max_side": ("backend", "image_max_side"), "image_detail": ("backend", "image_detail"),
+    "replay_cache": ("backend", "replay_cache"), "prices": ("backend", "prices_file"), "device": ("backend", "device"),
+    # the agent's budgets
+    "max_steps": ("agent", "max_steps"), "overview_frames": ("agent", "overview_frames"),
+    "token_budget": ("agent", "max_tokens"), "max_tool_calls": ("agent", "max_tool_calls"),
+    # the frame index
+    "clip_model": ("index", "clip_model"), "pretrained": ("index", "pretrained"),
+    "clip_checkpoint": ("index", "checkpoint"), "random_weights": ("index", "random_weights"),
+    "fps": ("index", "fps"), "index_max_frames": ("index", "max_frames"), "cache_dir": ("index", "cache_dir"),
+    "clip_device": ("index", "device"), "frame_fit": ("index", "frame_fit"),
+}
+
+
+def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[str, Any]) -> Any:
+    """The run specification: the --config file's values, with the flags the user gave laid over them
+    (without a file, every flag, defaults included)."""
+    from agent.backends.options import parse_headers
+    from eval.spec import load_spec_file, make_spec, merge
+    from tools.options import default_pretrained_for
+
+    values: dict[str, Any] = {}
+    for name, path in _SPEC_FLAGS.items():
+        value = flags[name]
+        if config_file is not None and not _given_by_user(ctx, name):
+            continue
+        if value is None and name not in ("data", "limit", "perception_model"):
+            continue  # "not given": leave it to the file or the model's default
+        if name == "header":
+            value = parse_headers(value)
+        target = values
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    base = load_spec_file(config_file) if config_file is not None else {}
+    merged = merge(base, values)
+    merged["temperature_set"] = merged.get("temperature_set", False) or _given_by_user(ctx, "temperature")
+    merged["max_tokens_set"] = merged.get("max_tokens_set", False) or _given_by_user(ctx, "max_tokens")
+    agent = merged.setdefault("agent", {})
+    backend = merged.get("backend", {})
+    for budget in ("image_max_side", "image_detail"):  # what the agent shows goes at the size the backend sends
+        if backend.get(budget) is not None:
+            agent.setdefault(budget, backend[budget])
+    if merged.get("perception_model"):
+        agent["perception"] = "delegated"
+    if merged.get("method", "uniform") == "uniform":
+        merged.pop("index", None)
+    else:
+        index = merged.setdefault("index", {})
+        if not any(index.get(k) for k in ("pretrained", "checkpoint", "random_weights")):
+            index["pretrained"] = default_pretrained_for(str(index.get("clip_model", DEFAULT_CLIP_MODEL)).strip())
+        if index.get("checkpoint") and index.get("random_weights"):
+            raise ConfigError("--clip-checkpoint and --random-weights exclude each other: pick one")
+    if merged.get("videos") is None:
+        raise ConfigError("no video folder: pass --videos DIR (or set videos in --config)")
+    if merged.get("out") is None:
+        raise ConfigError("no run directory: pass --out DIR (or set out in --config)")
+    if not (backend.get("model") or "").strip():
+        raise ConfigError("no model given: pass --model (or set SLEUTH_MODEL)")
+    return make_spec(merged)
+
+
 def _given_by_user(ctx: typer.Context, name: str) -> bool:
     """Whether a flag came from the command line or the environment rather than its default."""
     source = ctx.get_parameter_source(name)
     # compared by name: typer may ship its own copy of click's ParameterSource enum
     return source is not None and getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")
-
-
-def _agent_config(cls: Any, values: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from sleuth.errors import ConfigError
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "agent"
-        raise ConfigError(f"invalid agent setting {where}: {first.get('msg')}") from None
 
 
 def _print_run_summary(console: Any, summary: Any) -> None:
@@ -555,7 +550,7 @@ def download_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Download MMR-V (huggingface_hub), join videos.tar.part.*, extract the videos and verify them."""
-    from eval.download import DownloadError, download_dataset
+    from eval.benchmarks.mmr_v.download import DownloadError, download_dataset
 
     console = _console(json_output)
     summary = download_dataset(

@@ -1,31 +1,25 @@
-"""MMR-V questions: loading, normalisation and validation.
+"""Questions, whatever the benchmark: the generic record readers and the ``Question`` model.
 
 Sources: a local JSON file (a list of records, or ``{"data": [...]}``), JSONL,
 parquet (needs ``pyarrow``), a folder holding one such file (what
-``sleuth data download`` leaves), or the hub (``hf://JokerJan/MMR-VBench``,
-needs the ``hub`` extra: ``pip install 'sleuth[hub]'``).
+``sleuth data download`` leaves), or the hub (``hf://<dataset>``, needs the
+``hub`` extra: ``pip install 'sleuth[hub]'``). Each benchmark
+(``eval.benchmarks``) turns one raw record into a ``Question``; the rules
+every benchmark shares live here:
 
-What real records contain and how it is normalised:
-
-- ``correctAnswer`` as ``"(B)"``, ``"(B) "``, ``"B"`` or ``"(B) full option text"`` -> ``"B"``;
-- ``videoType`` in any casing -> ``Art``, ``Life``, ``TV``, ``Film``, ``Animation``,
-  ``Philosophy``; the records' ``movie`` stays its own type, spelt ``Movie``;
-- options as ``"(A) text"`` (options without a letter marker get one, in order);
-- the key is ``question_idx`` when the record has one (question texts repeat
-  across videos), else a stable hash of (video, question, options);
+- options as ``"(A) text"`` (options without a letter marker get one, in
+  order; see ``sleuth.answers``);
 - ``video`` must be a path relative to the videos folder (``--videos``) that
   stays inside it. This is checked on the text alone (``..`` is resolved
-  before any symlink is followed), so symlinks placed inside the folder work.
+  before any symlink is followed), so symlinks placed inside the folder work;
+- a gold letter the options do not offer is kept, as official scripts that
+  compare letters keep it (MMR-V's question 268: gold K, options A-J; it can
+  only be scored right if the model answers K): the question gets
+  ``flags=["gold_not_in_options"]`` and ``LoadedDataset.flagged`` describes it.
 
-A row that cannot be used (a missing field, an answer that is not a letter,
-duplicate option letters, a video path that is absolute or climbs out of the
-folder) becomes a ``RowError`` naming its position and key; the other rows
-load. A gold letter the options do not offer is kept, as MMR-V's official
-script keeps it (question 268: gold K, options A-J; it can only be scored
-right if the model answers K): the question gets ``flags=["gold_not_in_options"]``
-and ``LoadedDataset.flagged`` describes it for reports. Missing video files
-are not checked here: the runner records such a question as an error row and
-goes on.
+A row that cannot be used becomes a ``RowError`` naming its position and
+key; the other rows load. Missing video files are not checked here: the
+preflight reports them.
 """
 
 from __future__ import annotations
@@ -37,33 +31,18 @@ import os
 import posixpath
 import re
 from pathlib import Path, PureWindowsPath
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, Field, field_validator
 
-from eval.categories import Category, category_of, normalise_l2, normalise_l3, normalise_video_type
-from sleuth.answers import LETTERS, option_letter, parse_letter
+from sleuth.answers import LETTERS, AnswerKind, option_letter, parse_letter
 from sleuth.errors import ConfigError, SleuthError
 
-HUB_DATASET = "JokerJan/MMR-VBench"
 HUB_PREFIX = "hf://"
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 GOLD_NOT_IN_OPTIONS = "gold_not_in_options"
-
-# Field names as MMR-V's records spell them, then tolerated alternatives.
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "video": ("video", "video_name", "video_path"),
-    "question": ("question",),
-    "options": ("options", "choices"),
-    "answer": ("correctAnswer", "answer", "correct_answer"),
-    "video_type": ("videoType", "video_type"),
-    "l2": ("abilityType_L2", "l2"),
-    "l3": ("abilityType_L3", "l3"),
-    "key": ("question_idx", "question_id"),
-}
-
 
 class DatasetError(SleuthError):
     """The dataset as a whole cannot be read (missing file, unreadable format)."""
@@ -82,19 +61,17 @@ class RowError(SleuthError):
 
 
 class Question(BaseModel):
-    """One multiple-choice question, normalised."""
+    """One question, normalised."""
 
     question_id: str
     video: str  # file name as the record gives it
     video_path: Path | None = None  # resolved against the video folder, when one was given
-    video_type: str = ""
     question: str
-    options: list[str]  # "(A) text", ...
-    letters: list[str]  # ["A", "B", ...], in option order
-    answer: str  # the gold letter
-    l2: str = ""
-    l3: str = ""
-    category: Category = "unknown"
+    answer_kind: AnswerKind = "choice"
+    options: list[str] = Field(default_factory=list)  # "(A) text", ... (choice questions)
+    letters: list[str] = Field(default_factory=list)  # ["A", "B", ...], in option order
+    answer: str  # the gold answer: a letter, a number as written, or text
+    groups: dict[str, str] = Field(default_factory=dict)  # the benchmark's grouping values, e.g. {"l2": ...}
     flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
     record: dict[str, Any] = Field(default_factory=dict, repr=False)  # the source record, untouched
 
@@ -147,28 +124,14 @@ def stable_key(video: str, question: str, options: list[str]) -> str:
     return "q" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
 
 
-def _field(record: dict[str, Any], name: str) -> Any:
-    for alias in _FIELDS[name]:
-        if alias in record and record[alias] is not None:
-            return record[alias]
-    return None
-
-
-def _key_of(record: dict[str, Any]) -> str | None:
-    raw = _field(record, "key")
-    if raw is None or isinstance(raw, (dict, list)):
-        return None
-    text = str(raw).strip()
-    return text or None
-
-
-def _normalise_options(raw: Any) -> tuple[list[str], list[str]]:
+def normalise_options(raw: Any, *, max_options: int = len(LETTERS)) -> tuple[list[str], list[str]]:
+    """(options as "(X) text", letters); raises ``ValueError`` saying what is wrong."""
     if isinstance(raw, str):
         raise ValueError("'options' is a string, expected a list of \"(X) text\" items")
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ValueError("'options' is empty or not a list")
-    if len(raw) > 12:
-        raise ValueError(f"{len(raw)} options; MMR-V questions have at most 12 (A-L)")
+    if len(raw) > max_options:
+        raise ValueError(f"{len(raw)} options; at most {max_options} ({LETTERS[0]}-{LETTERS[max_options - 1]})")
     options: list[str] = []
     letters: list[str] = []
     for position, item in enumerate(raw):
@@ -187,54 +150,20 @@ def _normalise_options(raw: Any) -> tuple[list[str], list[str]]:
     return options, letters
 
 
-def normalise_record(
-    record: Any, index: int, *, videos_dir: Path | None = None, source: str = ""
-) -> Question:
-    """Validate and normalise one raw record; raises ``RowError`` naming the row."""
-    if not isinstance(record, dict):
-        raise RowError(index, None, f"expected an object, got {type(record).__name__}", source=source)
-    key = _key_of(record)
+def choice_answer(raw_answer: Any, letters: list[str], *, field: str = "answer") -> tuple[str, list[str]]:
+    """(gold letter, flags) of a multiple-choice question; raises ``ValueError`` when no letter can be read.
 
-    def fail(reason: str) -> RowError:
-        return RowError(index, key, reason, source=source)
-
-    missing = [name for name in ("video", "question", "options", "answer") if _field(record, name) in (None, "")]
-    if missing:
-        names = ", ".join(_FIELDS[m][0] for m in missing)
-        raise fail(f"missing field(s): {names}")
-    video = str(_field(record, "video")).strip()
-    question = str(_field(record, "question"))
-    try:
-        options, letters = _normalise_options(_field(record, "options"))
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    raw_answer = _field(record, "answer")
+    A letter the options lack is kept and flagged (see the module docstring)."""
     answer = parse_letter(raw_answer)
     if answer is None:
-        raise fail(f"cannot read an answer letter from correctAnswer={raw_answer!r}")
-    # The official script keeps such a question (it compares letters only), so it counts here too.
-    flags = [GOLD_NOT_IN_OPTIONS] if answer not in letters else []
-    try:
-        relative_video_path(video)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise ValueError(f"cannot read an answer letter from {field}={raw_answer!r}")
+    return answer, [GOLD_NOT_IN_OPTIONS] if answer not in letters else []
 
-    l2 = normalise_l2(_field(record, "l2"))
-    return Question(
-        question_id=key or stable_key(video, question, options),
-        video=video,
-        video_path=resolve_video(videos_dir, video) if videos_dir is not None else None,
-        video_type=normalise_video_type(_field(record, "video_type")),
-        question=question,
-        options=options,
-        letters=letters,
-        answer=answer,
-        l2=l2,
-        l3=normalise_l3(_field(record, "l3")),
-        category=category_of(l2),
-        flags=flags,
-        record=record,
-    )
+
+def checked_video(video: str) -> str:
+    """``video`` when it stays inside the videos folder; raises ``ValueError`` otherwise."""
+    relative_video_path(video)
+    return video
 
 
 def relative_video_path(video: str) -> str:
@@ -363,10 +292,10 @@ def find_data_file(folder: Path) -> Path:
 
 
 def read_records(source: str | Path) -> tuple[str, list[Any]]:
-    """Raw records from a file, a folder or the hub; returns (source description, records)."""
+    """Raw records from a file, a folder or the hub (``hf://name``); returns (source description, records)."""
     text = str(source)
-    if text == "hub" or text.startswith(HUB_PREFIX):
-        name = text[len(HUB_PREFIX):] if text.startswith(HUB_PREFIX) else HUB_DATASET
+    if text.startswith(HUB_PREFIX):
+        name = text[len(HUB_PREFIX):]
         return f"{HUB_PREFIX}{name}", _read_hub(name)
     path = Path(source)
     if not path.exists():
@@ -383,8 +312,11 @@ def read_records(source: str | Path) -> tuple[str, list[Any]]:
     raise DatasetError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .json, .jsonl or .parquet")
 
 
+Normaliser = Callable[..., Question]  # (record, index, *, videos_dir, source) -> Question, raises RowError
+
+
 def normalise_records(
-    records: Iterable[Any], *, videos_dir: Path | None = None, source: str = ""
+    records: Iterable[Any], normalise: Normaliser, *, videos_dir: Path | None = None, source: str = ""
 ) -> LoadedDataset:
     questions: list[Question] = []
     invalid: list[RowError] = []
@@ -393,7 +325,9 @@ def normalise_records(
         try:
             if isinstance(record, _Unparsable):
                 raise RowError(index, None, record.reason, source=source)
-            question = normalise_record(record, index, videos_dir=videos_dir, source=source)
+            if not isinstance(record, dict):
+                raise RowError(index, None, f"expected an object, got {type(record).__name__}", source=source)
+            question = normalise(record, index, videos_dir=videos_dir, source=source)
             if question.question_id in seen:
                 raise RowError(
                     index, question.question_id, f"duplicate key (first seen at row {seen[question.question_id]})",
@@ -407,15 +341,15 @@ def normalise_records(
     return LoadedDataset(source=source, questions=questions, invalid=invalid)
 
 
-def load_questions(source: str | Path, videos_dir: str | Path | None = None) -> LoadedDataset:
-    """Load and normalise MMR-V questions.
+def load_records(source: str | Path, videos_dir: str | Path | None, normalise: Normaliser) -> LoadedDataset:
+    """Read ``source`` and normalise each record with a benchmark's ``normalise``.
 
-    ``source``: a .json / .jsonl / .parquet file, a folder holding one, ``hub``
-    or ``hf://<dataset>``. ``videos_dir``: where the video files are (resolves
+    ``source``: a .json / .jsonl / .parquet file, a folder holding one, or
+    ``hf://<dataset>``. ``videos_dir``: where the video files are (resolves
     ``Question.video_path``). Invalid rows are collected in ``.invalid``.
     """
     description, records = read_records(source)
     folder = Path(videos_dir) if videos_dir is not None else None
     if folder is not None and not folder.is_dir():
         raise DatasetError(f"{folder}: video folder not found")
-    return normalise_records(records, videos_dir=folder, source=description)
+    return normalise_records(records, normalise, videos_dir=folder, source=description)

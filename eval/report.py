@@ -2,13 +2,14 @@
 
 ``write_report([run_a, run_b], out_dir)`` writes ``report.md``, ``report.html``
 (self-contained: plots embedded), the plots as PNG files, ``report.json``
-(the same numbers, for scripts) and the run browser (``eval.browser``).
+(the same numbers, for scripts) and the run browser (``eval.views.browser``).
 
-Contents: one summary row per run next to the MMR-V paper's reported numbers
-(clearly labelled: not run here), each run's data notes (unreadable result
-lines skipped, dataset records skipped at load time, flagged questions kept),
-each run's per-category table (overall, Implicit/Explicit, each L2 type, each
-video type; Wilson score 95% intervals), a paired comparison of every two
+Contents: one summary row per run next to the benchmark paper's reported
+numbers (clearly labelled: not run here), each run's data notes (unreadable
+result lines skipped, dataset records skipped at load time, flagged questions
+kept), each run's per-category table (overall and every grouping the
+benchmark defines; for MMR-V: Implicit/Explicit, each L2 type, each video
+type; Wilson score 95% intervals), a paired comparison of every two
 runs on the questions both answered (accuracy deltas per category, McNemar's
 exact test), and two plots: accuracy per category and accuracy against
 frames shown.
@@ -23,27 +24,18 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from eval.categories import ALL_L2
+from eval.benchmarks import Benchmark, get_benchmark
 from eval.results import RESULTS_FILE
 from eval.score import Scorecard, ScoredItem, load_items, score_items
 from eval.stats import McNemarResult, mcnemar
 from sleuth.errors import SleuthError
-
-# The MMR-V paper's reported accuracies (v1; 32 frames; overall / implicit / explicit), not runs of ours.
-PAPER_REFERENCE: list[dict[str, Any]] = [
-    {"name": "o4-mini", "overall": 52.5, "implicit": 54.6, "explicit": 47.1, "note": "32 frames"},
-    {"name": "Gemini-2.5-Flash", "overall": 51.2, "implicit": 52.9, "explicit": 46.9, "note": "32 frames"},
-    {"name": "GPT-4o", "overall": 44.0, "implicit": 46.6, "explicit": 37.6, "note": "32 frames"},
-    {"name": "Human", "overall": 86.0, "implicit": 80.6, "explicit": 91.2, "note": "200-question subset"},
-]
-REFERENCE_SOURCE = "MMR-V paper (v1), full benchmark of 1,257 questions; reported, not run here"
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -131,33 +123,45 @@ def _unique_names(runs: list[RunData]) -> None:
 # --------------------------------------------------------------------------- comparisons
 
 
-def _groups_of(item: ScoredItem) -> list[tuple[str, str]]:
+def _groups_of(item: ScoredItem, benchmark: Benchmark) -> list[tuple[str, str]]:
     groups = [("overall", "Overall")]
-    if item.category in ("implicit", "explicit"):
-        groups.append(("category", item.category.capitalize()))
-    if item.l2:
-        groups.append(("l2", item.l2))
-    if item.video_type:
-        groups.append(("video_type", item.video_type))
+    for grouping in benchmark.groupings:
+        value = item.groups.get(grouping.key)
+        if value and (not grouping.closed or value in grouping.order):
+            groups.append((grouping.key, grouping.labels.get(value, value)))
     return groups
+
+
+def _group_rank(benchmark: Benchmark, key: tuple[str, str]) -> tuple[int, int, str]:
+    """Overall first, then the benchmark's groupings in order, each in its own value order."""
+    if key[0] == "overall":
+        return 0, 0, ""
+    for position, grouping in enumerate(benchmark.groupings, start=1):
+        if grouping.key == key[0]:
+            names = [grouping.labels.get(v, v) for v in grouping.order]
+            return position, names.index(key[1]) if key[1] in names else len(names), key[1]
+    return len(benchmark.groupings) + 1, 0, key[1]
+
+
+def _benchmark_of(runs: list[RunData]) -> Benchmark:
+    names = sorted({r.scorecard.benchmark for r in runs})
+    if len(names) > 1:
+        raise ReportError(f"the runs are on different benchmarks ({', '.join(names)}); report each on its own")
+    return get_benchmark(names[0] if names else "mmr_v")
 
 
 def compare_runs(a: RunData, b: RunData) -> Comparison:
     """Paired comparison on the questions both runs answered (status ok in both)."""
     a_items, b_items = a.ok_items, b.ok_items
     shared = [qid for qid in a_items if qid in b_items]
+    benchmark = _benchmark_of([a, b])
     buckets: dict[tuple[str, str], list[str]] = {}
     for qid in shared:
-        for key in _groups_of(a_items[qid]):
+        for key in _groups_of(a_items[qid], benchmark):
             buckets.setdefault(key, []).append(qid)
 
-    def order(key: tuple[str, str]) -> tuple[int, int, str]:
-        kind_rank = {"overall": 0, "category": 1, "l2": 2, "video_type": 3}[key[0]]
-        l2_rank = ALL_L2.index(key[1]) if key[0] == "l2" and key[1] in ALL_L2 else 99
-        return kind_rank, l2_rank, key[1]
-
     rows = []
-    for key in sorted(buckets, key=order):
+    for key in sorted(buckets, key=lambda k: _group_rank(benchmark, k)):
         qids = buckets[key]
         result: McNemarResult = mcnemar([a_items[q].correct for q in qids], [b_items[q].correct for q in qids])
         acc_a = (result.both_correct + result.only_a) / result.n
@@ -188,10 +192,15 @@ def _plot_categories(runs: list[RunData], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels: list[tuple[str, str]] = [("overall", "Overall"), ("category", "Implicit"), ("category", "Explicit")]
-    for name in ALL_L2:
-        if any(g.kind == "l2" and g.name == name and g.n for r in runs for g in r.scorecard.groups):
-            labels.append(("l2", name))
+    benchmark = _benchmark_of(runs)
+    # overall, the headline groups, then the first other grouping's groups that have questions
+    labels: list[tuple[str, str]] = [("overall", "Overall"), *benchmark.headline_groups()]
+    detail = next((g for g in benchmark.groupings if not g.headline), None)
+    if detail is not None:
+        present = [(g.kind, g.name) for g in runs[0].scorecard.groups if g.kind == detail.key]
+        for kind, name in sorted(present, key=lambda k: _group_rank(benchmark, k)):
+            if any(g.kind == kind and g.name == name and g.n for r in runs for g in r.scorecard.groups):
+                labels.append((kind, name))
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(runs))
     fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(labels) + 2), 4.8))
@@ -296,11 +305,10 @@ def _pvalue(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-_KIND_LABELS = {"overall": "", "category": "", "l2": "ability (L2)", "video_type": "video type"}
-
-
-def _kind_label(kind: str) -> str:
-    return _KIND_LABELS.get(kind, kind)
+def _kind_labeller(benchmark: Benchmark):
+    """A group kind as the tables name it: the grouping's title (none for overall and headline groups)."""
+    titles = {g.key: "" if g.headline else g.title for g in benchmark.groupings}
+    return lambda kind: "" if kind == "overall" else titles.get(kind, kind)
 
 
 def _ci(group: Any) -> str:
@@ -319,7 +327,7 @@ def _markdown_text(value: Any) -> str:
     return str(value).translate(_MARKDOWN_ESCAPES)
 
 
-def _environment(*, markdown: bool = False) -> Any:
+def _environment(benchmark: Benchmark, *, markdown: bool = False) -> Any:
     """The templates' environment: HTML templates autoescape; the markdown one escapes every
     ``{{ }}`` through ``_markdown_text`` (jinja's ``finalize``), so no field can be forgotten."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -332,11 +340,11 @@ def _environment(*, markdown: bool = False) -> Any:
         lstrip_blocks=True,
         finalize=_markdown_text if markdown else None,
     )
-    env.filters.update(kind=_kind_label, ci=_ci, pct=_pct, signed_pct=_signed_pct, num=_num, money=_money, pvalue=_pvalue)
+    env.filters.update(kind=_kind_labeller(benchmark), ci=_ci, pct=_pct, signed_pct=_signed_pct, num=_num, money=_money, pvalue=_pvalue)
     return env
 
 
-def _run_summary(run: RunData) -> dict[str, Any]:
+def _run_summary(run: RunData, benchmark: Benchmark) -> dict[str, Any]:
     card = run.scorecard
     config = run.config
     return {
@@ -347,22 +355,24 @@ def _run_summary(run: RunData) -> dict[str, Any]:
         "frames_setting": config.get("frames"),
         "card": card,
         "overall": card.overall,
-        "implicit": card.group("category", "Implicit"),
-        "explicit": card.group("category", "Explicit"),
+        "headline": [card.group(kind, name) for kind, name in benchmark.headline_groups()],
         "labels": (config.get("method_settings") or {}).get("labels") or [],
         "notes": card.data_notes(),
     }
 
 
 def build_report_data(runs: list[RunData]) -> dict[str, Any]:
+    benchmark = _benchmark_of(runs)
     comparisons = [compare_runs(a, b) for a, b in combinations(runs, 2)]
     return {
-        "title": "MMR-V evaluation report",
+        "title": f"{benchmark.title} evaluation report",
+        "benchmark_title": benchmark.title,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "runs": [_run_summary(r) for r in runs],
+        "runs": [_run_summary(r, benchmark) for r in runs],
         "comparisons": comparisons,
-        "reference": PAPER_REFERENCE,
-        "reference_source": REFERENCE_SOURCE,
+        "headline": [name for _, name in benchmark.headline_groups()],
+        "reference": [asdict(ref) for ref in benchmark.references],
+        "reference_source": benchmark.reference_source,
     }
 
 
@@ -381,20 +391,21 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bo
     plots = [_plot_categories(runs, out / PLOT_CATEGORIES), _plot_frames(runs, out / PLOT_FRAMES)]
     paths = ReportPaths(markdown=out / REPORT_MD, html=out / REPORT_HTML, json=out / REPORT_JSON, plots=plots)
     if browser:
-        from eval.browser import write_run_browser
+        from eval.views.browser import write_run_browser
 
         paths.browser = write_run_browser([r.path for r in runs], out / BROWSER_DIR)
     browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
 
     data = build_report_data(runs)
-    markdown = _environment(markdown=True).get_template("report.md.j2").render(
+    benchmark = _benchmark_of(runs)
+    markdown = _environment(benchmark, markdown=True).get_template("report.md.j2").render(
         **data, plots=[p.name for p in plots], browser_link=browser_link
     )
     embedded = [
         {"name": p.name, "data": "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode("ascii")}
         for p in plots
     ]
-    html = _environment().get_template("report.html.j2").render(**data, plots=embedded, browser_link=browser_link)
+    html = _environment(benchmark).get_template("report.html.j2").render(**data, plots=embedded, browser_link=browser_link)
 
     paths.markdown.write_text(markdown, encoding="utf-8")
     paths.html.write_text(html, encoding="utf-8")
@@ -406,7 +417,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bo
                     for r in runs
                 ],
                 "comparisons": [c.model_dump(mode="json") for c in data["comparisons"]],
-                "reference": {"source": REFERENCE_SOURCE, "rows": PAPER_REFERENCE},
+                "reference": {"source": data["reference_source"], "rows": data["reference"]},
             },
             indent=2,
         ),

@@ -27,17 +27,17 @@ TRACES_DIR = "traces"
 
 
 class ResultRow(BaseModel):
-    model_config = ConfigDict(extra="allow")  # official MMR-V fields ride along
+    # The benchmark's own fields ride along as extras: its grouping values (MMR-V: video_type, l2,
+    # l3, category) and the fields its official scripts read (MMR-V: <model>_raw_response, ...).
+    model_config = ConfigDict(extra="allow")
 
     question_id: str
     video: str
-    video_type: str = ""
-    l2: str = ""  # abilityType_L2
-    l3: str = ""  # abilityType_L3
-    category: Literal["implicit", "explicit", "unknown"] = "unknown"
     question: str = ""
     options: list[str] = Field(default_factory=list)
     gold: str | None = None
+    answer_kind: Literal["choice", "number", "text"] = "choice"
+    benchmark: str = "mmr_v"  # rows written before benchmarks were named are MMR-V's
     flags: list[str] = Field(default_factory=list)  # e.g. "gold_not_in_options": kept and scored as the official script does
 
     method: str  # "agent" | "uniform"
@@ -45,8 +45,9 @@ class ResultRow(BaseModel):
     status: Literal["ok", "error"] = "ok"
     error: str | None = None  # one-line reason when status == "error"
     error_kind: str | None = None  # what failed: connection, auth, not_found, timeout, deadline, video, ...
-    prediction: str | None = None  # a letter, or None (no answer / extraction failed)
-    correct: bool = False
+    prediction: str | float | None = None  # a letter, a number or a text; None: no answer / extraction failed
+    correct: bool = False  # the score is 1
+    score: float | None = None  # in [0, 1] (choice: 0 or 1; numbers: e.g. mean relative accuracy); None: error
     extraction: str | None = None  # which rule produced the letter: brackets | boxed | letter | tool | none
     raw_response: str = ""
 

@@ -47,6 +47,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
+from eval.benchmarks import Benchmark, get_benchmark
 from eval.dataset import Question, RowError
 from eval.methods import Method, MethodFailure, MethodOutcome
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, read_result_rows
@@ -56,8 +57,6 @@ from sleuth import deadline as _deadline
 from sleuth.errors import CONFIG_CLASS_KINDS, ConfigError, SleuthError, StorageError
 from sleuth.redact import redact, redact_value
 
-# Settings a resumed run must share with the rows already written ("retrieval": the agent's frame index).
-IDENTITY_KEYS = ("method", "model", "backend_kind", "frames", "cot", "strict_official", "retrieval")
 
 VERSIONED_PACKAGES = (
     "sleuth", "openai", "langgraph", "torch", "open_clip_torch", "faiss-cpu", "transformers",
@@ -231,16 +230,27 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_run_config(method: Method, *, backend_info: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything needed to say how a run was made. ``backend_info`` must already be free of secrets."""
+def build_run_config(
+    method: Method, *, backend_info: dict[str, Any], benchmark: str = "mmr_v",
+    extra: dict[str, Any] | None = None, identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to say how a run was made. ``backend_info`` must already be free of secrets.
+
+    ``identity`` holds what a resumed run must share with the rows already written: the benchmark,
+    the method and the method's own ``identity()``, the model, plus ``identity`` given here (e.g. the
+    agent's frame index)."""
     description = method.describe()
     config: dict[str, Any] = {
+        "benchmark": benchmark,
         "method": method.name,
         "model": backend_info.get("model", ""),
         "backend_kind": backend_info.get("backend", ""),
         "frames": description.get("frames"),
-        "cot": description.get("cot", False),
-        "strict_official": description.get("strict_official", False),
+        **method.identity(),  # e.g. cot and strict_official for the uniform method, strategy for the agent
+        "identity": {
+            "benchmark": benchmark, "method": method.name, "model": backend_info.get("model", ""),
+            "backend_kind": backend_info.get("backend", ""), **method.identity(), **(identity or {}),
+        },
         "method_settings": description,
         "backend": backend_info,
         "prompts": prompt_hashes(method.prompt_names()),
@@ -269,12 +279,13 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: unreadable run configuration ({exc}); use a new --out") from None
-        for key in IDENTITY_KEYS:
-            if key in previous and key in config and previous[key] != config[key]:
-                name, was, now_ = _first_difference(key, previous[key], config[key])
-                raise ConfigError(
-                    f"{run_dir} holds a run with {name}={was!r}, not {now_!r}; use another --out to keep results apart"
-                )
+        old, new = previous.get("identity"), config.get("identity")
+        if isinstance(old, dict) and isinstance(new, dict) and old != new:
+            name, was, now_ = _first_difference("identity", old, new)
+            raise ConfigError(
+                f"{run_dir} holds a run with {name.removeprefix('identity.')}={was!r}, not {now_!r}; "
+                "use another --out to keep results apart"
+            )
         config["created_at"] = previous.get("created_at", now)
     else:
         config["created_at"] = now
@@ -292,39 +303,33 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- rows
 
 
-def official_fields(model: str, raw_response: str, prediction: str | None) -> dict[str, Any]:
-    """MMR-V's own result fields, so its scoring scripts can read our rows."""
-    name = model or "model"
-    fields: dict[str, Any] = {f"{name}_raw_response": raw_response}
-    if prediction is not None:
-        fields[f"{name}_response"] = {"final_answer": prediction}
-    return fields
-
-
-def _base_row(question: Question, method: str, model: str) -> dict[str, Any]:
+def _base_row(question: Question, method: str, model: str, benchmark: Benchmark) -> dict[str, Any]:
     return {
         "question_id": question.question_id,
         "video": question.video,
-        "video_type": question.video_type,
-        "l2": question.l2,
-        "l3": question.l3,
-        "category": question.category,
+        **benchmark.row_fields(question),
         "question": question.question,
         "options": question.options,
         "gold": question.answer,
+        "answer_kind": question.answer_kind,
         "flags": list(question.flags),
+        "benchmark": benchmark.name,
         "method": method,
         "model": model,
     }
 
 
-def ok_row(question: Question, method: str, outcome: MethodOutcome, trace_path: str | None) -> ResultRow:
+def ok_row(
+    question: Question, method: str, outcome: MethodOutcome, trace_path: str | None, benchmark: Benchmark
+) -> ResultRow:
     model = outcome.model
+    score = benchmark.score(outcome.prediction, question.answer, question.answer_kind)
     return ResultRow(
-        **_base_row(question, method, model),
+        **_base_row(question, method, model, benchmark),
         status="ok",
         prediction=outcome.prediction,
-        correct=outcome.prediction is not None and outcome.prediction == question.answer,
+        correct=score == 1.0,
+        score=score,
         extraction=outcome.extraction,
         raw_response=outcome.raw_response,
         frames=outcome.frames,
@@ -333,15 +338,16 @@ def ok_row(question: Question, method: str, outcome: MethodOutcome, trace_path: 
         cost_usd=outcome.cost_usd,
         latency_s=round(outcome.latency_s, 4),
         trace=trace_path,
-        **official_fields(model, outcome.raw_response, outcome.prediction),
+        **benchmark.official_fields(model, outcome.raw_response, outcome.prediction),
     )
 
 
 def error_row(
-    question: Question, method: str, model: str, reason: str, *, kind: str = "error", trace_path: str | None = None
+    question: Question, method: str, model: str, reason: str, *, benchmark: Benchmark, kind: str = "error",
+    trace_path: str | None = None,
 ) -> ResultRow:
     return ResultRow(
-        **_base_row(question, method, model),
+        **_base_row(question, method, model, benchmark),
         status="error",
         error=redact(" ".join(reason.split())) or "unknown error",
         error_kind=kind,
@@ -428,6 +434,8 @@ def run_evaluation(
     grace_s: float = DEFAULT_GRACE_S,
     handle_signals: bool = True,
     unusable_videos: dict[str, str] | None = None,
+    benchmark: Benchmark | None = None,
+    on_start: Callable[[Path], Any] | None = None,
 ) -> RunSummary:
     """Run ``method`` on every question that has no row yet (or an error row, with ``retry_errors``).
 
@@ -461,9 +469,12 @@ def run_evaluation(
     run_config["question_timeout_s"] = question_timeout
     run_config["invalid_rows"] = [str(e) for e in (invalid or [])]
     model = model or str(run_config.get("model", ""))
+    benchmark = benchmark or get_benchmark(str(run_config.get("benchmark", "mmr_v")))
 
     with RunDirectoryLock(run_dir):
         write_run_config(run_dir, run_config)
+        if on_start is not None:
+            on_start(run_dir)  # e.g. record the run specification, under the lock
         finished, rejected = read_finished(run_dir)
         if rejected and console is not None:
             console.print(
@@ -472,7 +483,7 @@ def run_evaluation(
             )
         run = _Run(
             method, run_dir, model=model, concurrency=concurrency, question_timeout=question_timeout,
-            breaker=breaker, grace_s=grace_s, console=console, unusable_videos=unusable_videos,
+            breaker=breaker, grace_s=grace_s, console=console, unusable_videos=unusable_videos, benchmark=benchmark,
         )
         pending = select_pending(selected, finished, retry_errors=retry_errors)
         with _Progress(len(pending), progress, console, label=f"{method.name}") as bar:
@@ -534,7 +545,7 @@ class _Run:
 
     def __init__(self, method: Method, run_dir: Path, *, model: str, concurrency: int,
                  question_timeout: float | None, breaker: int, grace_s: float, console: Any,
-                 unusable_videos: dict[str, str] | None = None):
+                 benchmark: Benchmark, unusable_videos: dict[str, str] | None = None):
         self.method = method
         self.run_dir = run_dir
         self.model = model
@@ -543,6 +554,7 @@ class _Run:
         self.breaker = breaker
         self.grace_s = grace_s
         self.console = console
+        self.benchmark = benchmark
         self.unusable_videos = dict(unusable_videos or {})
         self.writer = ResultsWriter(run_dir / RESULTS_FILE)
         self.done: queue.Queue = queue.Queue()
@@ -578,21 +590,24 @@ class _Run:
         name, model = self.method.name, self.model
         video = question.video_file()
         if not video.exists():
-            return error_row(question, name, model, f"video not found: {video}", kind="video")
+            return self.error(question, f"video not found: {video}", kind="video")
         if str(video) in self.unusable_videos:
-            return error_row(question, name, model, f"video {video}: {self.unusable_videos[str(video)]}", kind="video")
+            return self.error(question, f"video {video}: {self.unusable_videos[str(video)]}", kind="video")
         try:
             outcome = self.method.run(question)
         except MethodFailure as exc:
             trace_rel = self.save_trace(question, exc.trace) if exc.trace is not None else None
-            return error_row(question, name, model, str(exc), kind=exc.kind, trace_path=trace_rel)
+            return self.error(question, str(exc), kind=exc.kind, trace_path=trace_rel)
         except SleuthError as exc:
-            return error_row(question, name, model, str(exc), kind=exc.kind)
+            return self.error(question, str(exc), kind=exc.kind)
         except Exception as exc:  # a bug or an unexpected library error must not end the batch
-            return error_row(question, name, model, f"{type(exc).__name__}: {exc}", kind="internal")
+            return self.error(question, f"{type(exc).__name__}: {exc}", kind="internal")
         trace_rel = self.save_trace(question, outcome.trace) if outcome.trace is not None else None
         outcome.model = outcome.model or model
-        return ok_row(question, name, outcome, trace_rel)
+        return ok_row(question, name, outcome, trace_rel, self.benchmark)
+
+    def error(self, question: Question, reason: str, **kwargs: Any) -> ResultRow:
+        return error_row(question, self.method.name, self.model, reason, benchmark=self.benchmark, **kwargs)
 
     def save_trace(self, question: Question, trace: Any) -> str:
         rel = f"{TRACES_DIR}/{trace_filename(question.question_id)}"
@@ -692,8 +707,8 @@ class _Run:
             if now - slot.started < limit:
                 continue
             slot.deadline.cancel()
-            row = error_row(
-                slot.question, self.method.name, self.model,
+            row = self.error(
+                slot.question,
                 f"no result within {limit:g}s (--question-timeout {self.question_timeout:g}); the question was abandoned",
                 kind="deadline",
             )

@@ -1,4 +1,9 @@
-"""Scoring results files: ours (``results.jsonl``) or MMR-V's official format.
+"""Scoring results files: ours (``results.jsonl``, any benchmark) or MMR-V's official format.
+
+Each row is scored and grouped by its benchmark (``eval.benchmarks``): the
+score of a prediction (1 or 0 for a letter; a benchmark may give partial
+credit, e.g. mean relative accuracy for numbers) and the groupings its
+tables list (MMR-V: Implicit/Explicit, ability type, video type).
 
 Official format: a JSON list (or JSONL) of benchmark records, each with
 ``<model>_raw_response`` and usually ``<model>_response: {"final_answer": X}``.
@@ -38,19 +43,16 @@ from typing import Any, Iterable, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError
 
-from eval.categories import ALL_L2
-from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError, normalise_record
-from sleuth.answers import parse_letter
-from eval.extract import extract_answer
+from eval.benchmarks import Benchmark, get_benchmark
+from eval.benchmarks.mmr_v import ANSWER_SUFFIX, RAW_SUFFIX
+from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError
 from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, first_error, read_result_rows
-from eval.stats import wilson_ci
+from eval.stats import mean_ci, wilson_ci
+from sleuth.answers import parse_letter
 from sleuth.errors import SleuthError
 
 ExtractionMode = Literal["official", "last"]
-GroupKind = Literal["overall", "category", "l2", "video_type"]
-
-RAW_SUFFIX = "_raw_response"
-ANSWER_SUFFIX = "_response"
+GroupKind = str  # "overall", or a key of the benchmark's groupings (MMR-V: category, l2, video_type)
 
 
 class ScoreError(SleuthError):
@@ -62,13 +64,12 @@ class ScoredItem(BaseModel):
 
     question_id: str
     video: str = ""
-    video_type: str = ""
-    l2: str = ""
-    l3: str = ""
-    category: str = "unknown"
+    benchmark: str = "mmr_v"
+    groups: dict[str, str] = Field(default_factory=dict)  # grouping key -> value, e.g. {"l2": "Causal Reasoning"}
     gold: str | None = None
-    prediction: str | None = None
+    prediction: str | float | None = None
     correct: bool = False
+    score: float = 0.0  # in [0, 1]
     extraction: str | None = None  # stored | brackets | boxed | letter | none | tool | ...
     flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
     status: Literal["ok", "error"] = "ok"
@@ -85,9 +86,9 @@ class GroupScore(BaseModel):
     kind: GroupKind
     name: str
     n: int  # questions scored (status ok)
-    correct: int
-    accuracy: float | None  # fraction, None when n == 0
-    ci_low: float | None = None  # Wilson score 95% interval
+    correct: int  # questions with score 1
+    accuracy: float | None  # mean score (for letters: the fraction correct), None when n == 0
+    ci_low: float | None = None  # 95% interval: Wilson score for 0/1 scores, else normal approximation
     ci_high: float | None = None
     extraction_failures: int = 0
     errors: int = 0  # error rows in this group, not in n
@@ -113,6 +114,7 @@ class DataNote(NamedTuple):
 class Scorecard(BaseModel):
     source: str
     format: Literal["sleuth", "official"]
+    benchmark: str = "mmr_v"
     model: str = ""
     method: str = ""
     rows: int  # distinct questions read
@@ -192,19 +194,21 @@ def read_results_rows(path: Path) -> list[ResultRow]:
 
 def _items_from_rows(rows: Iterable[ResultRow]) -> list[ScoredItem]:
     items = []
+    benchmarks: dict[str, Benchmark] = {}
     for row in rows:
+        benchmark = benchmarks.get(row.benchmark) or benchmarks.setdefault(row.benchmark, get_benchmark(row.benchmark))
         ok = row.status == "ok"
+        score = _row_score(row, benchmark) if ok else 0.0
         items.append(
             ScoredItem(
                 question_id=row.question_id,
                 video=row.video,
-                video_type=row.video_type,
-                l2=row.l2,
-                l3=row.l3,
-                category=row.category,
+                benchmark=row.benchmark,
+                groups=benchmark.groups_of_row(row),
                 gold=row.gold,
                 prediction=row.prediction,
-                correct=bool(ok and row.prediction is not None and row.prediction == row.gold),
+                correct=score == 1.0,
+                score=score,
                 extraction=row.extraction,
                 flags=list(row.flags),
                 status=row.status,
@@ -220,6 +224,13 @@ def _items_from_rows(rows: Iterable[ResultRow]) -> list[ScoredItem]:
     return items
 
 
+def _row_score(row: ResultRow, benchmark: Benchmark) -> float:
+    """Scored again from prediction and gold, so that a results file is judged by today's rules."""
+    if row.gold is None:
+        return float(row.score or 0.0)
+    return benchmark.score(row.prediction, row.gold, row.answer_kind)
+
+
 def detect_models(records: list[dict[str, Any]]) -> list[str]:
     """Model names that have ``<model>_raw_response`` fields in official records."""
     names: set[str] = set()
@@ -230,14 +241,16 @@ def detect_models(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _items_from_official(
-    records: list[Any], model: str, extraction: ExtractionMode, source: str
+    records: list[Any], model: str, extraction: ExtractionMode, source: str, benchmark: Benchmark
 ) -> tuple[list[ScoredItem], list[str]]:
     items: list[ScoredItem] = []
     invalid: list[str] = []
     raw_key, answer_key = f"{model}{RAW_SUFFIX}", f"{model}{ANSWER_SUFFIX}"
     for index, record in enumerate(records):
         try:
-            question = normalise_record(record, index, source=source)
+            if not isinstance(record, dict):
+                raise RowError(index, None, f"expected an object, got {type(record).__name__}", source=source)
+            question = benchmark.normalise(record, index, videos_dir=None, source=source)
         except RowError as exc:
             invalid.append(str(exc))
             continue
@@ -249,21 +262,20 @@ def _items_from_official(
             if prediction is None:
                 rule = "none"
         elif isinstance(raw, str):
-            found = extract_answer(raw, question.letters, strict_official=(extraction == "official"))
-            prediction, rule = found.letter, found.rule
+            found = benchmark.extract(raw, question, strict_official=(extraction == "official"))
+            prediction, rule = found.value, found.rule
         else:
             prediction, rule = None, "none"
         items.append(
             ScoredItem(
                 question_id=question.question_id,
                 video=question.video,
-                video_type=question.video_type,
-                l2=question.l2,
-                l3=question.l3,
-                category=question.category,
+                benchmark=benchmark.name,
+                groups={g.key: question.groups[g.key] for g in benchmark.groupings if question.groups.get(g.key)},
                 gold=question.answer,
                 prediction=prediction,
                 correct=prediction == question.answer,
+                score=float(prediction == question.answer),
                 extraction=rule,
                 flags=list(question.flags),
                 model=model,
@@ -329,11 +341,13 @@ def _sleuth_rows(path: Path, records: list[Any]) -> tuple[list[ResultRow], list[
 
 
 def load_items(
-    path: str | Path, *, model: str | None = None, extraction: ExtractionMode = "official"
+    path: str | Path, *, model: str | None = None, extraction: ExtractionMode = "official",
+    benchmark: str = "mmr_v",
 ) -> tuple[list[ScoredItem], dict[str, Any]]:
     """Scored items from a results file or run directory, plus facts about the file.
 
-    Facts: ``format``, ``model``, ``method``, ``invalid`` (dataset records
+    ``benchmark`` says whose official format a file that is not ours is in.
+    Facts: ``format``, ``benchmark``, ``model``, ``method``, ``invalid`` (dataset records
     skipped), ``corrupt`` (lines of the file skipped as unreadable) and, for
     our files, ``config`` (the run's config.json, {} when absent).
     """
@@ -368,6 +382,7 @@ def load_items(
         invalid = config.get("invalid_rows")
         return items, {
             "format": "sleuth",
+            "benchmark": rows[0].benchmark,
             "model": ", ".join(models),
             "method": ", ".join(methods),
             "invalid": [str(line) for line in invalid] if isinstance(invalid, list) else [],
@@ -384,8 +399,9 @@ def load_items(
     elif model not in available:
         found = ", ".join(available) if available else "none"
         raise ScoreError(f"{path}: no '{model}{RAW_SUFFIX}' field in any record (models found: {found})")
-    items, invalid = _items_from_official(records, model, extraction, str(path))
-    return items, {"format": "official", "model": model, "method": "", "invalid": invalid, "corrupt": corrupt}
+    items, invalid = _items_from_official(records, model, extraction, str(path), get_benchmark(benchmark))
+    return items, {"format": "official", "benchmark": benchmark, "model": model, "method": "", "invalid": invalid,
+                   "corrupt": corrupt}
 
 
 # --------------------------------------------------------------------------- scoring
@@ -393,14 +409,16 @@ def load_items(
 
 def _group_score(kind: GroupKind, name: str, items: list[ScoredItem]) -> GroupScore:
     scored = [i for i in items if i.status == "ok"]
-    correct = sum(i.correct for i in scored)
-    ci = wilson_ci(correct, len(scored))
+    scores = [i.score for i in scored]
+    correct = sum(1 for v in scores if v == 1.0)
+    binary = all(v in (0.0, 1.0) for v in scores)
+    ci = wilson_ci(correct, len(scored)) if binary else mean_ci(scores)
     return GroupScore(
         kind=kind,
         name=name,
         n=len(scored),
         correct=correct,
-        accuracy=(correct / len(scored)) if scored else None,
+        accuracy=(sum(scores) / len(scored)) if scored else None,
         ci_low=ci[0] if ci else None,
         ci_high=ci[1] if ci else None,
         extraction_failures=sum(1 for i in scored if i.prediction is None),
@@ -415,15 +433,13 @@ def _mean(values: list[float | int | None]) -> float | None:
 
 def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, Any] | None = None) -> Scorecard:
     facts = facts or {}
+    benchmark = get_benchmark(facts.get("benchmark") or (items[0].benchmark if items else "mmr_v"))
     groups = [_group_score("overall", "Overall", items)]
-    for category, label in (("implicit", "Implicit"), ("explicit", "Explicit")):
-        groups.append(_group_score("category", label, [i for i in items if i.category == category]))
-    l2_names = [n for n in ALL_L2 if any(i.l2 == n for i in items)]
-    l2_names += sorted({i.l2 for i in items if i.l2 and i.l2 not in ALL_L2})
-    for name in l2_names:
-        groups.append(_group_score("l2", name, [i for i in items if i.l2 == name]))
-    for name in sorted({i.video_type for i in items if i.video_type}):
-        groups.append(_group_score("video_type", name, [i for i in items if i.video_type == name]))
+    for grouping in benchmark.groupings:
+        present = {i.groups.get(grouping.key, "") for i in items}
+        for value in benchmark.group_values(grouping, present):
+            members = [i for i in items if i.groups.get(grouping.key) == value]
+            groups.append(_group_score(grouping.key, grouping.labels.get(value, value), members))
 
     ok = [i for i in items if i.status == "ok"]
     rules: dict[str, int] = {}
@@ -441,6 +457,7 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
     return Scorecard(
         source=source,
         format=facts.get("format", "sleuth"),
+        benchmark=benchmark.name,
         model=facts.get("model", ""),
         method=facts.get("method", ""),
         rows=len(items),
@@ -454,7 +471,9 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
     )
 
 
-def score_file(path: str | Path, *, model: str | None = None, extraction: ExtractionMode = "official") -> Scorecard:
+def score_file(
+    path: str | Path, *, model: str | None = None, extraction: ExtractionMode = "official", benchmark: str = "mmr_v"
+) -> Scorecard:
     """Score one results file (ours or official) or run directory."""
-    items, facts = load_items(path, model=model, extraction=extraction)
+    items, facts = load_items(path, model=model, extraction=extraction, benchmark=benchmark)
     return score_items(items, source=str(path), facts=facts)

@@ -4,6 +4,9 @@
   percentile bootstrap (or the normal approximation) it does not collapse to
   a zero-width interval when every outcome agrees or n is tiny: 1 of 1
   correct gives about 21-100%, not 100-100%. Closed form, so deterministic.
+- ``mean_ci``: for scores with partial credit (e.g. mean relative accuracy),
+  a t-interval of the mean clipped to [0, 1], widened to the Wilson interval
+  of the rounded successes when the scores all agree.
 - ``mcnemar``: McNemar's exact test for two methods on the same questions
   (a two-sided binomial test on the discordant pairs, via scipy).
 """
@@ -31,6 +34,21 @@ def wilson_ci(correct: int, n: int, *, confidence: float = 0.95) -> tuple[float,
     half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
     # at p = 0 or 1 one bound is exactly 0 or 1 in theory; clamp the rounding
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_ci(scores: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Interval for the mean of scores in [0, 1]; None when there are none."""
+    n = len(scores)
+    if n == 0:
+        return None
+    from scipy.stats import t
+
+    mean = float(np.mean(scores))
+    spread = float(np.std(scores, ddof=1)) if n > 1 else 0.0
+    if spread == 0.0:  # no spread to estimate from: never claim a zero-width interval
+        return wilson_ci(round(mean * n), n, confidence=confidence)
+    half = float(t.ppf(0.5 + confidence / 2.0, n - 1)) * spread / math.sqrt(n)
+    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The ``sleuth`` command: one typer app, subcommands registered per area.
 
 Each area owns its commands in its own module (``tools/cli.py``,
-``agent/cli.py``, ``eval/cli.py``, ``eval/trace_cli.py``); this module only
+``agent/cli.py``, ``eval/cli.py``, ``eval/views/cli.py``); this module only
 assembles them and turns ``SleuthError`` into a one-line message and a
 non-zero exit status.
 """
@@ -30,7 +30,7 @@ _COMMAND_MODULES = [
     "tools.cli",
     "agent.cli",
     "eval.cli",
-    "eval.trace_cli",
+    "eval.views.cli",
 ]
 
 

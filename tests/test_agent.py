@@ -240,7 +240,8 @@ def test_invalid_letter_is_re_asked_once(fake_openai, planner, synthetic_video, 
     trace = run(synthetic_video, planner, random_searcher)
     reask = fake_openai.requests[1]["messages"]
     assert tool_results(fake_openai.requests[1])[0] == "error: 'E' is not one of this question's letters (A, B, C)"
-    assert '"E" is not one of this question\'s options.' in reask[-1]["content"][-1]["text"]
+    assert '"E" is not a valid answer to this question. Call `answer` again with exactly one of the letters A, B, C' in (
+        reask[-1]["content"][-1]["text"])
     assert trace.answer.option == "C" and trace.answer.reason == "answered" and trace.answer.rationale == "r2"
     check_trace(trace, tmp_path)
 
@@ -352,7 +353,7 @@ def test_routing_and_budgets_are_plain_functions():
 
     from langgraph.graph import END
 
-    from agent.graph import after_act, after_final_answer, after_plan, budget_exhausted
+    from agent.strategies.planner import after_act, after_final_answer, after_plan, budget_exhausted
     from agent.trace import FinalAnswer
 
     ctx = SimpleNamespace(config=AgentConfig(max_steps=3, max_frames=10, max_tokens=500))

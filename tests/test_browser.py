@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from eval.browser import read_results, safe_name, write_run_browser
+from eval.views.browser import read_results, safe_name, write_run_browser
 from sleuth.errors import SleuthError
 from tests.trace_samples import QIDS, build_trace, result_row, write_run_dir, write_sample_runs
 
@@ -158,7 +158,7 @@ def test_safe_names_are_unique_and_plain():
 
 
 def test_run_figures_leave_error_rows_out_like_the_report(tmp_path):
-    from eval.browser import load_run, pair_summaries, run_summary
+    from eval.views.browser import load_run, pair_summaries, run_summary
 
     rows_a = [
         result_row("q1", method="uniform", prediction="C", frames=32),

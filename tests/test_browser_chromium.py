@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from eval.browser import write_run_browser
+from eval.views.browser import write_run_browser
 from tests.trace_samples import QIDS, PageWatch, browser_fixture, screenshot_dir, write_sample_runs
 
 pytestmark = pytest.mark.slow  # a real browser

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from eval.categories import EXPLICIT_L2, IMPLICIT_L2, category_of, normalise_video_type
+from eval.benchmarks.mmr_v.categories import EXPLICIT_L2, IMPLICIT_L2, category_of, normalise_video_type
 from sleuth.answers import parse_letter
 from eval.dataset import (
     DatasetError,
     Question,
     RowError,
-    load_questions,
     stable_key,
 )
+from eval.benchmarks.mmr_v import load_questions
 from sleuth.errors import ConfigError
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
@@ -67,14 +67,14 @@ def test_sample_loads_and_normalises(sample_records):
         assert question.letters == [o[1] for o in record["options"]]
         assert question.options == [o.strip() for o in record["options"]]
         assert question.video == record["video"]
-        assert question.l2 == record["abilityType_L2"]
-        assert question.category == ("implicit" if record["abilityType_L2"] in IMPLICIT_L2 else "explicit")
+        assert question.groups["l2"] == record["abilityType_L2"]
+        assert question.groups["category"] == ("implicit" if record["abilityType_L2"] in IMPLICIT_L2 else "explicit")
 
-    types = Counter(q.video_type for q in dataset.questions)
+    types = Counter(q.groups["video_type"] for q in dataset.questions)
     # raw: Animation, movie, Life, TV, art, Art, life, philosophy -> one spelling each
     assert set(types) == {"Animation", "Movie", "Life", "TV", "Art", "Philosophy"}
     assert types["Art"] == 6 and types["Life"] == 12 and types["Movie"] == 11
-    assert Counter(q.category for q in dataset.questions) == {"explicit": 40, "implicit": 20}
+    assert Counter(q.groups["category"] for q in dataset.questions) == {"explicit": 40, "implicit": 20}
 
 
 def test_sample_keys_are_stable_hashes_without_question_idx():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.dataset import Question, load_questions, relative_video_path, resolve_video
+from eval.benchmarks.mmr_v import load_questions
+from eval.dataset import Question, relative_video_path, resolve_video
 
 LEAVES = "leaves the videos folder; dataset video fields must be relative to --videos"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.download import DownloadError, download_dataset, extract_parts, find_parts, join_parts
+from eval.benchmarks.mmr_v.download import DownloadError, download_dataset, extract_parts, find_parts, join_parts
 from sleuth.cli import main
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.report import PAPER_REFERENCE, compare_runs, load_run, write_report
+from eval.benchmarks.mmr_v import MMRV
+from eval.report import compare_runs, load_run, write_report
 from eval.results import ResultRow
 from sleuth.cli import main
 
@@ -17,7 +18,7 @@ SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 
 def _make_run(root: Path, name: str, method: str, correct: list[bool], frames: list[int], *, errors: int = 0) -> Path:
     """A run directory over the first len(correct) sample questions, with the given outcomes."""
-    from eval.dataset import load_questions
+    from eval.benchmarks.mmr_v import load_questions
     from eval.runner import ResultsWriter
 
     questions = load_questions(SAMPLE).questions[: len(correct) + errors]
@@ -27,8 +28,8 @@ def _make_run(root: Path, name: str, method: str, correct: list[bool], frames: l
     writer = ResultsWriter(run_dir / "results.jsonl")
     for index, question in enumerate(questions):
         base = dict(
-            question_id=question.question_id, video=question.video, video_type=question.video_type, l2=question.l2,
-            l3=question.l3, category=question.category, question=question.question, options=question.options,
+            question_id=question.question_id, video=question.video, **question.groups,
+            question=question.question, options=question.options,
             gold=question.answer, method=method, model="m",
         )
         if index >= len(correct):
@@ -82,9 +83,9 @@ def test_report_files(two_runs, tmp_path, capsys):
     # one summary row per run, and the paper's numbers labelled as such
     assert "| uniform-32 | uniform | m | 20 | 0 | 50.0 |" in markdown
     assert "| agent | agent | m | 20 | 2 | 70.0 |" in markdown
-    for ref in PAPER_REFERENCE:
-        assert f"| {ref['name']} (paper) | {ref['overall']:.1f} |" in markdown
-        assert ref["name"] in html
+    for ref in MMRV.references:
+        assert f"| {ref.name} (paper) | {ref.overall:.1f} |" in markdown
+        assert ref.name in html
     assert "| o4-mini (paper) | 52.5 | 54.6 | 47.1 |" in markdown
     assert "| Human (paper) | 86.0 | 80.6 | 91.2 |" in markdown
     assert "reported, not run here" in markdown and "reported, not run here" in html
@@ -93,7 +94,7 @@ def test_report_files(two_runs, tmp_path, capsys):
     assert "### agent vs uniform-32 (20 shared questions)" in markdown
     assert "|  | Overall | 20 | 50.0 | 70.0 | +20.0 | 0 | 4 | 0.125 |" in markdown
     assert "Counterintuitive Reasoning" in markdown and "| video type | Animation |" in markdown
-    assert html.count('<tr class="reference">') == len(PAPER_REFERENCE)
+    assert html.count('<tr class="reference">') == len(MMRV.references)
     assert 'class="comparison"' in html and "+20.0" in html
 
     # plots: real PNGs, embedded in the HTML, linked from the markdown

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.dataset import load_questions
+from eval.benchmarks.mmr_v import MMRV, load_questions
 from eval.methods import MethodOutcome
 from eval.results import RESULTS_FILE, ResultRow
 from eval.runner import ResultsWriter, run_evaluation
@@ -329,13 +329,13 @@ class _InterruptAfter:
 
 
 def test_interrupted_run_resumes_with_every_question_once(fake_openai, openai_backend_factory, mmrv, tmp_path):
-    from eval.uniform import UniformMethod
+    from eval.methods.uniform import UniformMethod
 
     data, videos, _ = mmrv(6)
     dataset = load_questions(data, videos)
     fake_openai.responder = answer_with()
     run_dir = tmp_path / "run"
-    method = UniformMethod(openai_backend_factory(), frames=FRAMES)
+    method = UniformMethod(MMRV(), openai_backend_factory(), frames=FRAMES)
 
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(dataset.questions, _InterruptAfter(method, 4), run_dir, progress=False, model="fake-model")

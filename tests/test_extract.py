@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.extract import extract_answer
+from eval.benchmarks.mmr_v.extract import extract_answer
 from sleuth.answers import option_letter
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"

@@ -13,18 +13,10 @@ import pytest
 from rich.console import Console
 
 from agent.trace import Edge, FrameRef, Node
-from eval.trace_export import to_dot, to_mermaid
-from eval.trace_html import (
-    EVIDENCE_TOLERANCE_S,
-    evidence_flags,
-    fill_missing_thumbnails,
-    render_trace_html,
-    timeline_marks,
-    timeline_span,
-    unseen_evidence,
-    write_trace_html,
-)
-from eval.trace_tree import trace_outline, trace_tree
+from eval.views.analysis import EVIDENCE_TOLERANCE_S, evidence_flags, timeline_marks, timeline_span, unseen_evidence
+from eval.views.export import to_dot, to_mermaid
+from eval.views.html import fill_missing_thumbnails, render_trace_html, write_trace_html
+from eval.views.tree import trace_outline, trace_tree
 from sleuth.cli import main as sleuth_main
 from tests.trace_samples import EVIDENCE, OPTIONS, RESAMPLE_TIMES, SEARCH_HITS, VIEW_TIMES, build_trace
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from agent.config import AgentConfig
-from eval.trace_html import evidence_flags, write_trace_html
+from eval.views.analysis import evidence_flags
+from eval.views.html import write_trace_html
 from tests.fake_openai import Call, ToolCalls
 from tests.trace_samples import PageWatch, browser_fixture, build_trace, screenshot_dir
 

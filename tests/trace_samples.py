@@ -285,7 +285,7 @@ def write_sample_runs(root: Path) -> tuple[Path, Path]:
     (now correct) supersedes the first, an error row without a trace, and two
     malformed lines (lines 7 and 8 of its results.jsonl).
     """
-    from eval.browser import safe_name
+    from eval.views.browser import safe_name
 
     agent_rows, traces = [], {}
     for i, qid in enumerate(QIDS):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import openai
 
-from agent.backends import text_protocol
+import agent.backends.text_protocol as text_protocol
 from agent.backends.base import (
     BackendError,
     GenerationSettings,

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agent.backends import text_protocol
+import agent.backends.text_protocol as text_protocol
 from agent.backends.base import (
     BackendError,
     GenerationSettings,

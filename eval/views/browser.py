@@ -23,13 +23,8 @@ from pydantic import ValidationError
 
 from agent.trace import Trace
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, first_error, read_result_rows
-from eval.trace_html import (
-    fill_missing_thumbnails,
-    render_trace_html,
-    template_env,
-    timeline_context,
-    verdict,
-)
+from eval.views.analysis import verdict
+from eval.views.html import fill_missing_thumbnails, render_trace_html, template_env, timeline_context
 from sleuth.errors import SleuthError
 
 INDEX_FILE = "index.html"

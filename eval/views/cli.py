@@ -16,7 +16,7 @@ JSON_HELP = "Print a JSON object instead of text."
 
 
 def _load(path: Path) -> Trace:
-    from eval.browser import load_trace
+    from eval.views.browser import load_trace
 
     return load_trace(path)
 
@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
 
         Below: the reasoning graph step by step, with tokens, latency and cost per step and in total.
         """
-        from eval.trace_html import evidence_flags, write_trace_html
+        from eval.views.analysis import evidence_flags
+        from eval.views.html import write_trace_html
 
         trace = _load(trace_file)
         out = output or trace_file.with_suffix(".html")
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the same outline as JSON (frames without thumbnails)."),
     ) -> None:
         """Print the reasoning graph as a tree: steps, thoughts, tool calls, observations with frame times, answer."""
-        from eval.trace_tree import trace_outline, trace_tree
+        from eval.views.tree import trace_outline, trace_tree
 
         trace = _load(trace_file)
         if as_json:
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Export the reasoning graph as Graphviz DOT (render with: dot -Tpdf trace.dot -o trace.pdf)."""
-        from eval.trace_export import to_dot
+        from eval.views.export import to_dot
 
         _emit_graph("dot", to_dot(_load(trace_file)), output, as_json)
 
@@ -133,6 +134,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Export the reasoning graph as a Mermaid flowchart (for Markdown, slides and notebooks)."""
-        from eval.trace_export import to_mermaid
+        from eval.views.export import to_mermaid
 
         _emit_graph("mermaid", to_mermaid(_load(trace_file)), output, as_json)

@@ -3,7 +3,8 @@
 Both exports group nodes by planning step, label each node in a line
 (thought text, tool call with arguments, observation with frame counts,
 answer against gold) and draw ``next`` edges solid, ``prompted`` edges dotted
-and ``evidence`` edges highlighted.
+and ``evidence`` edges highlighted. The node labels come from
+``eval.views.analysis.node_label``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import re
 
 from agent.trace import Node, Trace
-
-LABEL_MAX_CHARS = 60
+from eval.views.analysis import node_label, shorten
 
 _KIND_STYLE = {  # DOT shape, fill colour
     "question": ("box", "#e2e8f0"),
@@ -25,46 +25,6 @@ _KIND_STYLE = {  # DOT shape, fill colour
 EVIDENCE_COLOUR = "#e11d48"
 
 
-def _shorten(text: str, limit: int = LABEL_MAX_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def node_label(node: Node, trace: Trace | None = None) -> str:
-    """A one-line description of a node, shared by every export and the terminal tree."""
-    from eval.trace_html import call_signature, format_seconds
-
-    if node.kind == "question":
-        return "Question: " + _shorten(trace.question if trace else node.text)
-    if node.kind == "overview":
-        return f"Overview: {len(node.frames)} frames"
-    if node.kind == "thought":
-        return "Thought: " + _shorten(node.text)
-    if node.kind == "tool_call":
-        label = call_signature(node, max_len=LABEL_MAX_CHARS)
-        return label + (" ✗" if node.error else "")
-    if node.kind == "observation":
-        if node.error:
-            return "error: " + _shorten(node.error, LABEL_MAX_CHARS - 7)
-        shown = sum(1 for f in node.frames if f.shown)
-        listed = len(node.frames) - shown
-        if not node.frames:
-            return f"{node.tool or 'tool'} → " + _shorten(node.text or "no frames")
-        times = ", ".join(format_seconds(f.t) for f in node.frames[:4]) + (" …" if len(node.frames) > 4 else "")
-        counts = f"{shown} shown" + (f", {listed} listed" if listed else "")
-        return f"{node.tool or 'tool'} → {counts}: {times}"
-    if node.kind == "answer":
-        answer = trace.answer if trace else None
-        if answer is None:
-            return "Answer"
-        chosen = answer.option or "none"
-        if answer.gold is None:
-            return f"Answer {chosen}"
-        mark = "✓" if answer.correct else "✗"
-        return f"Answer {chosen} (gold {answer.gold}) {mark}"
-    return _shorten(node.text or node.kind)
-
-
 # --------------------------------------------------------------------------- DOT
 
 
@@ -75,7 +35,7 @@ def _dot_quote(text: str) -> str:
 def to_dot(trace: Trace) -> str:
     """Graphviz DOT: ``dot -Tpdf trace.dot -o trace.pdf``."""
     known = {n.id for n in trace.nodes}
-    title = f"{trace.question_id}: {_shorten(trace.question, 80)}"
+    title = f"{trace.question_id}: {shorten(trace.question, 80)}"
     lines = [
         f"digraph {_dot_quote('trace ' + trace.question_id)} {{",
         f"  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, label={_dot_quote(title)}];",
@@ -160,4 +120,4 @@ def to_mermaid(trace: Trace) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["node_label", "to_dot", "to_mermaid"]
+__all__ = ["to_dot", "to_mermaid"]

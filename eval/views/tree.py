@@ -15,7 +15,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from agent.trace import Node, Trace
-from eval.trace_html import (
+from eval.views.analysis import (
     call_signature,
     evidence_flags,
     format_clock,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable
 
-from eval.dataset import DATA_SUFFIXES, HUB_DATASET, DatasetError, load_questions
+from eval.benchmarks.mmr_v import HUB_DATASET, load_questions
+from eval.dataset import DATA_SUFFIXES, DatasetError
 from sleuth.errors import SleuthError
 
 PART_GLOB = "videos.tar.part.*"

@@ -1,4 +1,4 @@
-"""The agent as a langgraph ``StateGraph``.
+"""The ``planner`` strategy: a langgraph ``StateGraph`` that plans, calls tools and answers.
 
     START -> overview -> plan -> act -> plan -> ... -> END
                                    \\-> final_answer (a budget ran out) -> END
@@ -24,15 +24,16 @@ from langgraph.runtime import Runtime
 
 from agent.backends.base import Message, Reply, TextPart, ToolCall
 from agent.state import AgentContext, AgentState, PendingCall
-from agent.toolbox import AnswerRequest, Observation
+from agent.strategies.base import Strategy, register_strategy
+from agent.toolbox import AnswerRequest, Observation, describe_tools
 from agent.trace import FinalAnswer, FrameRef
 from prompts import load_prompt
 from sleuth import deadline
 from sleuth.answers import resolve_letter
 from sleuth.errors import SleuthError
 
-# every prompt file the agent may send; their hashes go in each trace
-PROMPT_NAMES = [
+# every prompt file the planner may send; their hashes go in each trace
+PROMPT_NAMES = (
     "agent_system",
     "agent_delegated_note",
     "agent_question",
@@ -43,15 +44,18 @@ PROMPT_NAMES = [
     "agent_final",
     "agent_perception",
     "agent_perception_describe",
-]
+    "answer_choice",
+    "answer_number",
+    "answer_text",
+)
 
 
 def prompt(name: str, **values: Any) -> str:
     return load_prompt(name).text.strip().format(**values)
 
 
-def _letters(ctx: AgentContext) -> str:
-    return ", ".join(ctx.letters)
+def _hint(ctx: AgentContext) -> str:
+    return ctx.answer_texts.hint
 
 
 # --------------------------------------------------------------------------- nodes
@@ -61,7 +65,7 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Question plus N uniform frames: the planner's first look at the video."""
     ctx = runtime.context
     cfg, toolbox, rec = ctx.config, ctx.toolbox, ctx.recorder
-    question_node = rec.add("question", 0, text=ctx.question + "\n" + "\n".join(ctx.options))
+    question_node = rec.add("question", 0, text="\n".join([ctx.question, *ctx.options]))
     system = prompt(
         "agent_system",
         duration=toolbox.duration,
@@ -69,8 +73,10 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         perception_note=load_prompt("agent_delegated_note").text.rstrip() + "\n" if ctx.delegated else "",
         max_steps=cfg.max_steps,
         max_frames=cfg.max_frames,
+        tools=describe_tools(toolbox.specs()),
+        answer_rule=ctx.answer_texts.rule,
     )
-    intro = prompt("agent_question", question=ctx.question, options="\n".join(ctx.options), letters=_letters(ctx))
+    intro = prompt("agent_question", question=ctx.question, answer_format=ctx.answer_texts.format)
     content: list = [TextPart(text=intro)]
     n = min(cfg.overview_frames, cfg.max_frames)
     shown, frontier = 0, [question_node.id]
@@ -141,7 +147,7 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     frames_shown, tokens = state["frames_shown"], state["tokens_used"]
     reasked, final = state["reasked"], None
     if not state["pending"]:
-        messages.append(Message(role="user", content=prompt("agent_continue", letters=_letters(ctx))))
+        messages.append(Message(role="user", content=prompt("agent_continue", answer_hint=_hint(ctx))))
         return {"messages": messages, "prompting": state["frontier"], "exhausted": budget_exhausted(state, ctx)}
 
     observations: list[str] = []
@@ -169,7 +175,7 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                                         evidence=obs.answer.evidence, reason="invalid_letter")
                 else:
                     reasked = True
-                    followups.append(prompt("agent_reask", given=obs.answer.option, letters=_letters(ctx)))
+                    followups.append(prompt("agent_reask", given=_given(obs.answer), answer_hint=_hint(ctx)))
         messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=obs.text))
         if obs.images:
             shown_parts.append(TextPart(text=f"Frames from {call.name} (call {call.id}):"))
@@ -199,7 +205,7 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     messages = list(state["messages"])
     if attempts == 0:
         reason = state.get("exhausted") or "The step budget is used up."
-        messages.append(Message(role="user", content=prompt("agent_final", reason=reason, letters=_letters(ctx))))
+        messages.append(Message(role="user", content=prompt("agent_final", reason=reason, answer_hint=_hint(ctx))))
     try:
         deadline.check()
         reply = ctx.backend.chat(messages, tools=ctx.toolbox.specs(only=("answer",)))
@@ -222,7 +228,7 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         node = _record_observation(ctx, obs, step, item["node_id"])
         last = node.id
         messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=obs.text))
-    if request is None and not pending and resolve_letter(reply.text, ctx.letters, ctx.options):
+    if request is None and not pending and ctx.answer_kind == "choice" and resolve_letter(reply.text, ctx.letters, ctx.options):
         # a model without tool calls may just write the letter; take it only when that is all it wrote
         request = AnswerRequest(option=reply.text.strip(), rationale=reply.text.strip(), evidence=[])
 
@@ -243,8 +249,8 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         rec.finish(final, step, after=[last])
         update["final"] = final
     else:
-        given = request.option if request is not None else (reply.text.strip()[:80] or "(nothing)")
-        messages.append(Message(role="user", content=prompt("agent_reask", given=given, letters=_letters(ctx))))
+        given = _given(request) if request is not None else (reply.text.strip()[:80] or "(nothing)")
+        messages.append(Message(role="user", content=prompt("agent_reask", given=given, answer_hint=_hint(ctx))))
         update["reasked"] = True
     return update
 
@@ -349,7 +355,57 @@ def _record_observation(ctx: AgentContext, obs: Observation, step: int, call_nod
 
 
 def _check_answer(ctx: AgentContext, request: AnswerRequest) -> tuple[FinalAnswer | None, str | None]:
-    letter = resolve_letter(request.option, ctx.letters, ctx.options)
+    """The final answer a request makes, or why it is not one (the model is told and asked again)."""
+    if ctx.answer_kind != "choice":
+        if request.value is None or request.value == "":
+            return None, f"the answer is empty; give {_hint(ctx)}"
+        return FinalAnswer(option=None, kind=ctx.answer_kind, value=request.value, rationale=request.rationale,
+                           evidence=request.evidence), None
+    letter = resolve_letter(request.option or "", ctx.letters, ctx.options)
     if letter is None:
-        return None, f"{request.option!r} is not one of this question's letters ({_letters(ctx)})"
+        return None, f"{request.option!r} is not one of this question's letters ({', '.join(ctx.letters)})"
     return FinalAnswer(option=letter, rationale=request.rationale, evidence=request.evidence), None
+
+
+def _given(request: AnswerRequest) -> str:
+    return str(request.option if request.option is not None else request.value)
+
+
+# --------------------------------------------------------------------------- the strategy
+
+
+@register_strategy
+class PlannerStrategy(Strategy):
+    """Plan, call tools, look, answer: a uniform overview, then up to ``max_steps`` planning calls, each
+    followed by its tool calls; a forced final answer when a budget runs out."""
+
+    name = "planner"
+    prompt_names = PROMPT_NAMES
+
+    def run(self, context: AgentContext, on_event=None) -> dict:
+        """Stream the graph, folding updates into the final state and forwarding progress events."""
+        from langgraph.errors import GraphRecursionError
+
+        state: dict = {}
+        try:
+            for chunk in build_graph().stream(
+                {}, config={"recursion_limit": recursion_limit(context)}, context=context, stream_mode="updates"
+            ):
+                for graph_node, update in chunk.items():
+                    state.update(update or {})
+                    nodes = context.recorder.new_nodes()
+                    if on_event is not None:
+                        on_event({
+                            "event": graph_node,
+                            "step": state.get("step", 0),
+                            "frames_shown": state.get("frames_shown", 0),
+                            "tokens": state.get("tokens_used", 0),
+                            "nodes": [n.model_dump(exclude={"frames": {"__all__": {"thumb"}}}) for n in nodes],
+                        })
+        except GraphRecursionError:
+            context.recorder.finish(
+                FinalAnswer(option=None, reason="error", error_kind="agent",
+                            rationale="the agent exceeded its step limit"),
+                state.get("step", 0), after=state.get("frontier", [])[-1:],
+            )
+        return state

@@ -1,0 +1,42 @@
+"""Agent strategies: the order of steps over the shared tools, budgets and trace recorder, by name.
+
+A strategy gets an ``AgentContext`` (the planner backend, the ``Toolbox`` over
+one open video, the ``TraceRecorder``, the budgets and the question) and runs
+until it has recorded a final answer with ``context.recorder.finish``. It
+returns a small state dict (``step``, ``frames_shown``, ``frontier``) that
+``agent.run.solve`` folds into the trace's totals. A ``SleuthError`` it
+raises (a tool that cannot work, the deadline) ends the question as a failure.
+
+Adding one: a class with ``name``, ``prompt_names`` and ``run(context,
+on_event)``, decorated with ``@register_strategy``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:
+    from agent.state import AgentContext
+
+EventSink = Callable[[dict], None]
+
+
+class Strategy:
+    """Base class; subclasses set ``name`` and ``prompt_names`` and implement ``run``."""
+
+    name: ClassVar[str]
+    prompt_names: ClassVar[tuple[str, ...]] = ()  # every prompt file it may send (their hashes go in traces)
+
+    def run(self, context: "AgentContext", on_event: EventSink | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make ``cls`` available by ``cls.name`` (``--strategy NAME``)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+

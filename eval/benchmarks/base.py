@@ -1,0 +1,178 @@
+"""What a benchmark is to sleuth: one typed class per benchmark, one folder each, found by name.
+
+A benchmark says how to load its questions (a hub dataset or local files,
+and how its videos are packaged), its official end-to-end protocol (frames,
+prompt templates, request layout), how an answer is read from a reply and
+scored, how results are grouped, which fields its official scripts expect
+in a result row, and its published reference numbers (labelled as
+reported). Everything else in sleuth (methods, the runner, scoring, reports)
+asks the benchmark instead of knowing one.
+
+Adding one: a folder under ``eval/benchmarks/`` (or any module of yours)
+with a ``Benchmark`` subclass decorated with ``@register_benchmark``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from sleuth.answers import AnswerKind, parse_letter, parse_number
+
+if TYPE_CHECKING:
+    from agent.backends.base import GenerationSettings, Message
+    from eval.dataset import LoadedDataset, Question
+    from eval.results import ResultRow
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """One way to group results, e.g. MMR-V's Implicit/Explicit: ``key`` in a question's ``groups``."""
+
+    key: str  # the groups-dict key and the score table's group kind
+    title: str  # as a report heading says it
+    order: tuple[str, ...] = ()  # values in this order first, then any others sorted
+    labels: dict[str, str] = field(default_factory=dict)  # value -> how tables name it
+    closed: bool = False  # only the values in ``order``, each listed even when empty
+    headline: bool = False  # its groups are columns of the summary table
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published result, reported by others and never run here: accuracy in percent per group."""
+
+    name: str
+    overall: float
+    groups: dict[str, float] = field(default_factory=dict)  # e.g. {"Implicit": 54.6}
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """An answer read from a reply and the rule that found it (``brackets``, ``number``, ``none``, ...)."""
+
+    value: str | float | None
+    rule: str
+
+
+class Benchmark:
+    """Base class: defaults suit a multiple-choice benchmark; override what differs."""
+
+    name: ClassVar[str]  # registry name, e.g. "mmr_v"
+    title: ClassVar[str]  # e.g. "MMR-V"
+    hub_dataset: ClassVar[str | None] = None  # e.g. "JokerJan/MMR-VBench"
+    answer_kind: ClassVar[AnswerKind] = "choice"
+    groupings: ClassVar[tuple[Grouping, ...]] = ()
+    references: ClassVar[tuple[Reference, ...]] = ()
+    reference_source: ClassVar[str] = ""
+    default_frames: ClassVar[int] = 32  # the official protocol's frames per question
+
+    # ------------------------------------------------------------------ data
+    def load(self, source: str | Path | None, videos_dir: str | Path | None) -> "LoadedDataset":
+        """Questions from ``source`` (a file, a folder, ``hf://name``; None: the hub dataset)."""
+        from eval.dataset import load_records
+
+        if source is None or str(source) == "hub":
+            source = self._hub_source()
+        return load_records(source, videos_dir, self.normalise)
+
+    def _hub_source(self) -> str:
+        from sleuth.errors import ConfigError
+
+        if not self.hub_dataset:
+            raise ConfigError(f"{self.title} has no hub dataset: pass --data")
+        return f"hf://{self.hub_dataset}"
+
+    def normalise(self, record: Any, index: int, *, videos_dir: Path | None, source: str) -> "Question":
+        """One raw record -> a ``Question``; raises ``RowError`` naming the row."""
+        raise NotImplementedError
+
+    def row_fields(self, question: "Question") -> dict[str, Any]:
+        """Extra fields a result row carries for this benchmark's own scripts and readers."""
+        return dict(question.groups)
+
+    def groups_of_row(self, row: "ResultRow") -> dict[str, str]:
+        """A result row's groups (what ``row_fields`` put there)."""
+        extra = row.model_extra or {}
+        return {g.key: str(extra[g.key]) for g in self.groupings if extra.get(g.key)}
+
+    # ------------------------------------------------------------------ the official protocol
+    def prompt_names(self, *, cot: bool = False) -> list[str]:
+        """The prompt files (under ``prompts/``) the end-to-end protocol sends."""
+        raise NotImplementedError
+
+    def build_messages(self, question: "Question", images: list[Any], *, cot: bool = False) -> list["Message"]:
+        """The end-to-end request: the question and ``images`` (HxWx3 uint8 frames in time order)."""
+        raise NotImplementedError
+
+    def generation_settings(self, base: "GenerationSettings") -> "GenerationSettings":
+        """What the official protocol sends of temperature and max tokens (default: as given)."""
+        return base
+
+    def sample_indices(self, n_frames: int, count: int) -> list[int]:
+        """Frame indices of the official uniform sampling (default: ``linspace``, as most protocols)."""
+        return np.linspace(0, n_frames - 1, count, dtype=int).tolist()
+
+    # ------------------------------------------------------------------ answers
+    def extract(self, text: str, question: "Question", *, strict_official: bool = False) -> Extraction:
+        """The answer a free-text reply gives."""
+        if self.answer_kind == "number":
+            value = parse_number(text)
+            return Extraction(value, "number" if value is not None else "none")
+        if self.answer_kind == "text":
+            return Extraction(text.strip() or None, "text" if text.strip() else "none")
+        letter = parse_letter(text)
+        return Extraction(letter if letter in question.letters else None, "letter" if letter else "none")
+
+    def score(self, prediction: str | float | None, question_gold: str, kind: AnswerKind | None = None) -> float:
+        """This prediction's score against the gold answer, in [0, 1] (choice: 1 if equal)."""
+        kind = kind or self.answer_kind
+        if prediction is None:
+            return 0.0
+        if kind == "number":
+            gold = parse_number(question_gold)
+            value = parse_number(prediction)
+            return mean_relative_accuracy(value, gold) if value is not None and gold is not None else 0.0
+        if kind == "text":
+            return float(str(prediction).strip().casefold() == question_gold.strip().casefold())
+        return float(str(prediction) == question_gold)
+
+    def official_fields(self, model: str, raw_response: str, prediction: Any) -> dict[str, Any]:
+        """Fields the benchmark's own scoring scripts read from a result row (default: none)."""
+        return {}
+
+    # ------------------------------------------------------------------ results
+    def group_values(self, grouping: Grouping, present: set[str]) -> list[str]:
+        """The values of ``grouping`` a score table lists, in order."""
+        if grouping.closed:
+            return list(grouping.order)
+        known = [v for v in grouping.order if v in present]
+        return known + sorted(v for v in present - set(known) if v)
+
+    def headline_groups(self) -> list[tuple[str, str]]:
+        """(grouping key, group name) of the summary table's columns, e.g. MMR-V's Implicit and Explicit."""
+        return [(g.key, g.labels.get(v, v)) for g in self.groupings if g.headline for v in g.order]
+
+
+def mean_relative_accuracy(prediction: float, gold: float) -> float:
+    """VSI-Bench's MRA: the share of thresholds 0.50, 0.55, ..., 0.95 within which the relative
+    error stays (``|pred - gold| / |gold| < 1 - threshold``)."""
+    if gold == 0:
+        return float(prediction == 0)
+    error = abs(prediction - gold) / abs(gold)
+    thresholds = [0.5 + 0.05 * i for i in range(10)]
+    return sum(error < 1 - t for t in thresholds) / len(thresholds)
+
+
+REGISTRY: dict[str, type[Benchmark]] = {}
+
+
+def register_benchmark(cls: type[Benchmark]) -> type[Benchmark]:
+    """Class decorator: make ``cls`` available by ``cls.name`` (``--benchmark NAME``)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+

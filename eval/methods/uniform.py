@@ -1,0 +1,92 @@
+"""The end-to-end baseline: a VLM sees N uniformly sampled frames and answers, in one call.
+
+Everything protocol-specific (which frames, the prompt template, the request
+layout, the generation settings, how the answer is read) comes from the
+benchmark, which reproduces its official script (MMR-V's: ``eval.benchmarks.mmr_v``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from eval.methods.base import MethodOutcome, MethodParts, register_method
+from sleuth.errors import SleuthError
+
+DEFAULT_FRAMES = 32
+
+
+class NoFramesError(SleuthError):
+    """Not one frame of the video could be decoded."""
+
+    kind = "video"
+
+
+class UniformMethod:
+    name = "uniform"
+
+    def __init__(self, benchmark: Any, backend: Any, *, frames: int = DEFAULT_FRAMES, cot: bool = False,
+                 strict_official: bool = False, settings: Any = None):
+        from agent.backends.base import GenerationSettings
+
+        if frames < 1:
+            raise SleuthError(f"--frames must be at least 1 (got {frames})")
+        self.benchmark = benchmark
+        self.backend = backend
+        self.frames = frames
+        self.cot = cot
+        self.strict_official = strict_official
+        self.settings = settings if settings is not None else benchmark.generation_settings(GenerationSettings())
+
+    def build_messages(self, question: Any, images: list[Any]) -> list[Any]:
+        return self.benchmark.build_messages(question, images, cot=self.cot)
+
+    def sample_frames(self, question: Any) -> list[Any]:
+        from tools.video import open_video
+
+        path = question.video_file()
+        with open_video(path) as video:
+            batch = video.read(self.benchmark.sample_indices(video.meta.n_frames, self.frames))
+        if not batch.frames:
+            reasons = "; ".join(reason for _, reason in batch.skipped[:2]) or "no frames"
+            raise NoFramesError(f"{path}: no frame could be decoded ({reasons})")
+        return [frame.image for frame in batch.frames]
+
+    def run(self, question: Any) -> MethodOutcome:
+        started = time.perf_counter()
+        images = self.sample_frames(question)
+        reply = self.backend.chat(self.build_messages(question, images), settings=self.settings)
+        found = self.benchmark.extract(reply.text, question, strict_official=self.strict_official)
+        return MethodOutcome(
+            prediction=found.value,
+            extraction=found.rule,
+            raw_response=reply.text,
+            frames=len(images),
+            prompt_tokens=reply.usage.prompt_tokens,
+            completion_tokens=reply.usage.completion_tokens,
+            cost_usd=reply.cost_usd,
+            latency_s=time.perf_counter() - started,
+            model=getattr(self.backend, "model", ""),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.name,
+            "frames": self.frames,
+            "cot": self.cot,
+            "strict_official": self.strict_official,
+            "prompt": self.prompt_names()[0] if self.prompt_names() else None,
+            "generation": self.settings.model_dump(mode="json"),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        return {"frames": self.frames, "cot": self.cot, "strict_official": self.strict_official}
+
+    def prompt_names(self) -> list[str]:
+        return self.benchmark.prompt_names(cot=self.cot)
+
+
+@register_method("uniform")
+def _uniform(parts: MethodParts) -> UniformMethod:
+    return UniformMethod(parts.benchmark, parts.backend, frames=parts.frames, cot=parts.cot,
+                         strict_official=parts.strict_official, settings=parts.settings)
