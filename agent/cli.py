@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -36,8 +36,19 @@ from agent.backends.options import (
     backend_config_from_cli,
 )
 from agent.config import AgentConfig
+from agent.options import (
+    MaxStepsOpt,
+    MaxToolCallsOpt,
+    OverviewFramesOpt,
+    PerceptionModelOpt,
+    StrategyOpt,
+    TokenBudgetOpt,
+    agent_budgets,
+)
 from sleuth.errors import ConfigError
+from sleuth.options import FramesOpt, JsonOpt, OutOpt
 from tools.options import (
+    ClipDeviceOpt,
     DEFAULT_CLIP_MODEL,
     DEFAULT_FPS,
     DEFAULT_FRAME_FIT,
@@ -53,33 +64,9 @@ from tools.options import (
     index_config_from_options,
 )
 
-AGENT_PANEL = "Agent"
 DEFAULT_TRACE_DIR = Path("sleuth-traces")
 _DEFAULTS = AgentConfig()
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress stays on stderr).")]
-TraceOpt = Annotated[
-    Optional[Path],
-    typer.Option("--trace", dir_okay=False,
-                 help=f"Where to write the reasoning graph (JSON) (default: {DEFAULT_TRACE_DIR}/<question id>.json)."),
-]
-MaxStepsOpt = Annotated[int, typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL,
-                                          help="Planning steps before the final answer is forced.")]
-FrameBudgetOpt = Annotated[int, typer.Option("--frame-budget", min=0, rich_help_panel=AGENT_PANEL,
-                                             help="Frames shown to a model in total, overview included "
-                                                  "(32 = MMR-V's end-to-end budget).")]
-OverviewFramesOpt = Annotated[Optional[int], typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
-                                                          help="Uniform frames shown before the first step "
-                                                          "(default: a quarter of the frame budget, at most 8).")]
-TokenBudgetOpt = Annotated[Optional[int], typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
-                                                       help="Total tokens over the run before the final answer "
-                                                            "is forced (default: 100000).", show_default=False)]
-PerceptionModelOpt = Annotated[
-    Optional[str],
-    typer.Option("--perception-model", rich_help_panel=AGENT_PANEL,
-                 help="Delegated perception: this VLM (same endpoint as --model) looks at the frames and answers "
-                      "the planner's questions in words, so a text-only model can plan."),
-]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress on stderr.")]
 
 
@@ -130,7 +117,7 @@ def _describe_node(node: dict) -> str | None:
 def _run_and_report(
     *, video: Path, question: str, options: list[str], backend_config, index_config, agent_config: AgentConfig,
     perception_model: str | None, trace_path: Path | None, gold: str | None, question_id: str | None,
-    labels: list[str], as_json: bool, quiet: bool,
+    labels: list[str], as_json: bool, quiet: bool, strategy: str = "planner",
 ) -> None:
     from agent.backends import create_backend
     from agent.run import solve
@@ -142,7 +129,7 @@ def _run_and_report(
         perception = create_backend(backend_config.model_copy(update={"model": perception_model}))
     searcher = FrameSearcher(index_config)
     trace = solve(
-        video, question, options, backend=backend, searcher=searcher, config=agent_config,
+        video, question, options, backend=backend, searcher=searcher, config=agent_config, strategy=strategy,
         perception_backend=perception, question_id=question_id, gold=gold,
         on_event=ProgressPrinter(enabled=not quiet), labels=labels,
     )
@@ -212,17 +199,19 @@ def _agent_config(**values: Any) -> AgentConfig:
 def ask(
     video: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
     question: Annotated[str, typer.Argument(help="The question about the video.", show_default=False)],
-    option: Annotated[list[str], typer.Option("--option", "-o", show_default=False,
+    option: Annotated[list[str], typer.Option("--option", show_default=False,
                                               help='An answer option, e.g. "(A) the rabbit"; repeat for each.')],
-    trace: TraceOpt = None,
+    out: OutOpt = None,
     gold: Annotated[Optional[str], typer.Option("--gold", help="The correct letter, to mark the answer right or wrong.")] = None,
     question_id: Annotated[Optional[str], typer.Option("--id", help="Question id for the trace (default: a hash of video, question and options).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
-    max_steps: MaxStepsOpt = _DEFAULTS.max_steps,
-    frame_budget: FrameBudgetOpt = _DEFAULTS.max_frames,
+    frames: FramesOpt = _DEFAULTS.max_frames,
+    strategy: StrategyOpt = "planner",
+    max_steps: MaxStepsOpt = None,
     overview_frames: OverviewFramesOpt = None,
     token_budget: TokenBudgetOpt = None,
+    max_tool_calls: MaxToolCallsOpt = None,
     perception_model: PerceptionModelOpt = None,
     backend: BackendOpt = DEFAULT_BACKEND,
     model: ModelOpt = None,
@@ -247,14 +236,14 @@ def ask(
     max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
     frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
+    clip_device: ClipDeviceOpt = "auto",
 ) -> None:
     """Answer a multiple-choice QUESTION about VIDEO with the agent.
 
     The planner sees an overview of uniform frames, searches the video with
     CLIP, looks at and re-samples moments, and answers with the evidence it
     used. Prints the answer, the evidence timestamps and where the reasoning
-    graph was written (view it with `sleuth trace html`). --device applies to
-    both CLIP and a transformers model.
+    graph was written (-o/--out; view it with `sleuth trace html`).
     """
     backend_config = backend_config_from_cli(
         backend=backend, model=model, base_url=base_url, api_key=api_key, header=header,
@@ -264,24 +253,24 @@ def ask(
     )
     index_config = index_config_from_options(
         clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
-        random_weights=random_weights, fps=fps, max_frames=max_frames, cache_dir=cache_dir, device=device,
+        random_weights=random_weights, fps=fps, max_frames=max_frames, cache_dir=cache_dir, device=clip_device,
         frame_fit=frame_fit,
     )
-    perception: Literal["direct", "delegated"] = "delegated" if perception_model else "direct"
     agent_config = _agent_config(
-        max_steps=max_steps, max_frames=frame_budget, overview_frames=overview_frames,
-        max_tokens=token_budget or _DEFAULTS.max_tokens, image_max_side=image_max_side,
-        image_detail=image_detail, perception=perception,
+        **agent_budgets(frames=frames, max_steps=max_steps, overview_frames=overview_frames,
+                        token_budget=token_budget, max_tool_calls=max_tool_calls, perception_model=perception_model),
+        image_max_side=image_max_side, image_detail=image_detail,
     )
     _run_and_report(
         video=video, question=question, options=option, backend_config=backend_config,
         index_config=index_config, agent_config=agent_config, perception_model=perception_model,
-        trace_path=trace, gold=gold, question_id=question_id, labels=[], as_json=as_json, quiet=quiet,
+        trace_path=out, gold=gold, question_id=question_id, labels=[], as_json=as_json, quiet=quiet,
+        strategy=strategy,
     )
 
 
 def demo(
-    trace: TraceOpt = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     offline: Annotated[bool, typer.Option("--offline", help="Use the offline mode even when a model is configured.")] = False,
@@ -305,6 +294,7 @@ def demo(
     clip_checkpoint: ClipCheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     cache_dir: CacheDirOpt = None,
+    clip_device: ClipDeviceOpt = "auto",
 ) -> None:
     """Run the whole pipeline on the bundled Big Buck Bunny clip and its sample question.
 
@@ -326,7 +316,7 @@ def demo(
         )
         index_config = index_config_from_options(
             clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
-            random_weights=random_weights, cache_dir=cache_dir, device=device,
+            random_weights=random_weights, cache_dir=cache_dir, device=clip_device,
         )
         agent_config = _agent_config(image_max_side=image_max_side, image_detail=image_detail)
         labels: list[str] = []
@@ -338,13 +328,13 @@ def demo(
         )
         backend_config = offline_backend_config(device=device)
         index_config = index_config_from_options(clip_model=clip_model, random_weights=True,
-                                                 cache_dir=cache_dir, device=device)
+                                                 cache_dir=cache_dir, device=clip_device)
         agent_config = offline_agent_config()
         labels = [OFFLINE_LABEL]
     _run_and_report(
         video=example.video, question=example.question, options=example.options,
         backend_config=backend_config, index_config=index_config, agent_config=agent_config,
-        perception_model=None, trace_path=trace, gold=example.gold, question_id=example.question_id,
+        perception_model=None, trace_path=out, gold=example.gold, question_id=example.question_id,
         labels=labels, as_json=as_json, quiet=quiet,
     )
 

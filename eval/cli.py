@@ -34,11 +34,20 @@ from agent.backends.options import (
     ToolModeOpt,
     backend_config_from_cli,
 )
+from agent.options import (
+    MaxStepsOpt,
+    MaxToolCallsOpt,
+    OverviewFramesOpt,
+    PerceptionModelOpt,
+    StrategyOpt,
+    TokenBudgetOpt,
+)
 from eval.runner import DEFAULT_BREAKER, DEFAULT_QUESTION_TIMEOUT
 from sleuth.errors import ConfigError
-from sleuth.options import JsonOpt, OutOpt
+from sleuth.options import FramesOpt, JsonOpt, OutOpt
 from tools.options import (
     DEFAULT_CLIP_MODEL,
+    ClipDeviceOpt,
     DEFAULT_FPS,
     DEFAULT_FRAME_FIT,
     DEFAULT_MAX_FRAMES,
@@ -54,7 +63,6 @@ from tools.options import (
 
 EVAL_PANEL = "Evaluation"
 RUN_PANEL = "Run safety"
-AGENT_PANEL = "Agent budgets (method agent)"
 
 data_app = typer.Typer(
     name="data",
@@ -110,11 +118,7 @@ def eval_command(
                      "agent: the tool-using agent (see --strategy)."),
     ] = "uniform",
     out: OutOpt = None,
-    frames: Annotated[
-        int,
-        typer.Option("--frames", min=1, rich_help_panel=EVAL_PANEL,
-                     help="uniform: frames per question; agent: most frames shown per question (overview included)."),
-    ] = 32,
+    frames: FramesOpt = 32,
     limit: Annotated[
         Optional[int],
         typer.Option("--limit", min=0, rich_help_panel=EVAL_PANEL, help="Only the first N questions of the dataset."),
@@ -165,11 +169,7 @@ def eval_command(
                      "work); 0: never stop."),
     ] = DEFAULT_BREAKER,
     json_output: JsonOpt = False,
-    strategy: Annotated[
-        str,
-        typer.Option("--strategy", rich_help_panel=AGENT_PANEL,
-                     help="agent: the strategy by name (registered: planner, and any your code registers)."),
-    ] = "planner",
+    strategy: StrategyOpt = "planner",
     # -- model
     backend: BackendOpt = DEFAULT_BACKEND,
     model: ModelOpt = None,
@@ -186,30 +186,12 @@ def eval_command(
     replay_cache: ReplayCacheOpt = None,
     prices: PricesOpt = None,
     device: DeviceOpt = DEFAULT_DEVICE,
-    perception_model: Annotated[
-        Optional[str],
-        typer.Option("--perception-model", rich_help_panel=AGENT_PANEL,
-                     help="agent: a second model (same server) that looks at frames and reports in words."),
-    ] = None,
+    perception_model: PerceptionModelOpt = None,
     # -- agent budgets
-    max_steps: Annotated[
-        Optional[int], typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL, help="agent: planning steps.")
-    ] = None,
-    overview_frames: Annotated[
-        Optional[int],
-        typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
-                     help="agent: uniform frames shown before the first step (default: a quarter of --frames, at most 8)."),
-    ] = None,
-    max_tool_calls: Annotated[
-        Optional[int],
-        typer.Option("--max-tool-calls", min=1, rich_help_panel=AGENT_PANEL,
-                     help="agent: tool calls run per planning step (a reply with more has the rest dropped)."),
-    ] = None,
-    token_budget: Annotated[
-        Optional[int],
-        typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL,
-                     help="agent: total prompt + completion tokens per question."),
-    ] = None,
+    max_steps: MaxStepsOpt = None,
+    overview_frames: OverviewFramesOpt = None,
+    max_tool_calls: MaxToolCallsOpt = None,
+    token_budget: TokenBudgetOpt = None,
     # -- frame index (agent)
     clip_model: ClipModelOpt = DEFAULT_CLIP_MODEL,
     pretrained: PretrainedOpt = None,
@@ -219,9 +201,7 @@ def eval_command(
     index_max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
     cache_dir: CacheDirOpt = None,
     frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
-    clip_device: Annotated[
-        str, typer.Option("--clip-device", rich_help_panel="Frame index", help="Torch device for CLIP: auto, cpu, cuda, cuda:N, mps.")
-    ] = "auto",
+    clip_device: ClipDeviceOpt = "auto",
 ) -> None:
     """Run a method over a benchmark's questions and record one result row per question.
 

@@ -31,3 +31,9 @@ OutOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL, help="Print the result as JSON on stdout.")
 ]
+FramesOpt = Annotated[
+    int,
+    typer.Option("--frames", min=1,
+                 help="Frames one question may show a model: the uniform method's frames per question, the agent's "
+                 "total (overview included), so methods compare at equal frames."),
+]

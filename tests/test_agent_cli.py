@@ -38,7 +38,7 @@ def test_ask_prints_the_answer_evidence_and_trace_as_json(fake_openai, synthetic
     trace_path = tmp_path / "out" / "trace.json"
     code, out, err = sleuth(
         ["ask", str(synthetic_video), "How many bands?", "--option", "(A) none", "--option", "(B) some",
-         "--trace", str(trace_path), "--gold", "B", "--overview-frames", "4", "--frame-budget", "12", "--json",
+         "--out", str(trace_path), "--gold", "B", "--overview-frames", "4", "--frames", "12", "--json",
          *model_flags(fake_openai), *index_flags(tiny_clip_model, tmp_path)],
         capsys,
     )
@@ -58,7 +58,7 @@ def test_ask_human_output(fake_openai, synthetic_video, tiny_clip_model, tmp_pat
     monkeypatch.chdir(tmp_path)
     fake_openai.enqueue(ToolCalls([Call("answer", {"option": "A", "rationale": "dark frames", "evidence": [0.0]})]))
     code, out, err = sleuth(
-        ["ask", str(synthetic_video), "How many bands?", "-o", "(A) none", "-o", "(B) some", "--id", "my q/1",
+        ["ask", str(synthetic_video), "How many bands?", "--option", "(A) none", "--option", "(B) some", "--id", "my q/1",
          "--quiet", *model_flags(fake_openai), *index_flags(tiny_clip_model, tmp_path)],
         capsys,
     )
@@ -74,7 +74,7 @@ def test_ask_with_a_failing_server_writes_the_trace_and_exits_1(fake_openai, syn
     fake_openai.enqueue(Fault.server_error(message="overloaded"))
     trace_path = tmp_path / "t.json"
     code, out, err = sleuth(
-        ["ask", str(synthetic_video), "Q?", "-o", "(A) x", "-o", "(B) y", "--trace", str(trace_path), "--quiet",
+        ["ask", str(synthetic_video), "Q?", "--option", "(A) x", "--option", "(B) y", "--out", str(trace_path), "--quiet",
          *model_flags(fake_openai), *index_flags(tiny_clip_model, tmp_path)],
         capsys,
     )
@@ -86,9 +86,9 @@ def test_ask_with_a_failing_server_writes_the_trace_and_exits_1(fake_openai, syn
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["ask", "{missing}", "Q?", "-o", "(A) x"], "error: video not found:"),
-        (["ask", "{video}", "Q?", "-o", "(A) x", "--gold", "C"], "error: gold answer 'C' is not one of the letters A"),
-        (["ask", "{video}", "Q?", "-o", "(A) x", "-o", "(A) y"], "error: option letters repeat: A, A"),
+        (["ask", "{missing}", "Q?", "--option", "(A) x"], "error: video not found:"),
+        (["ask", "{video}", "Q?", "--option", "(A) x", "--gold", "C"], "error: gold answer 'C' is not one of the letters A"),
+        (["ask", "{video}", "Q?", "--option", "(A) x", "--option", "(A) y"], "error: option letters repeat: A, A"),
     ],
 )
 def test_ask_bad_input_is_one_line(args, message, fake_openai, synthetic_video, tiny_clip_model, tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_ask_bad_input_is_one_line(args, message, fake_openai, synthetic_video, 
 
 def test_ask_without_a_model_says_how_to_set_one(synthetic_video, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SLEUTH_MODEL", raising=False)
-    code, out, err = sleuth(["ask", str(synthetic_video), "Q?", "-o", "(A) x"], capsys)
+    code, out, err = sleuth(["ask", str(synthetic_video), "Q?", "--option", "(A) x"], capsys)
     assert code == 2 and err.strip() == "error: no model given: pass --model (or set SLEUTH_MODEL)"
 
 
@@ -118,7 +118,7 @@ def test_demo_with_a_configured_model(fake_openai, tiny_clip_model, tmp_path, ca
         else ToolCalls([Call("answer", {"option": "D", "rationale": "yawning", "evidence": [2.0]})])
     )
     trace_path = tmp_path / "demo.json"
-    code, out, err = sleuth(["demo", "--trace", str(trace_path), "--json", "--quiet", *model_flags(fake_openai),
+    code, out, err = sleuth(["demo", "--out", str(trace_path), "--json", "--quiet", *model_flags(fake_openai),
                              *index_flags(tiny_clip_model, tmp_path)], capsys)
     assert code == 0, err
     result = json.loads(out)
@@ -135,7 +135,7 @@ def test_demo_offline_runs_end_to_end_with_smollm2(tmp_path, capsys, monkeypatch
     """No model configured: random CLIP weights and SmolLM2-135M on this machine, clearly labelled."""
     monkeypatch.delenv("SLEUTH_MODEL", raising=False)
     trace_path = tmp_path / "offline.json"
-    code, out, err = sleuth(["demo", "--trace", str(trace_path), "--json", "--quiet", "--device", "cpu",
+    code, out, err = sleuth(["demo", "--out", str(trace_path), "--json", "--quiet", "--device", "cpu",
                              "--cache-dir", str(tmp_path / "cache")], capsys)
     assert code == 0, err
     assert "OFFLINE DEMO" in err
@@ -159,8 +159,8 @@ def test_ask_with_a_perception_model_delegates_the_looking(fake_openai, syntheti
 
     fake_openai.responder = script
     code, out, err = sleuth(
-        ["ask", str(synthetic_video), "How many bands?", "-o", "(A) none", "-o", "(B) some", "--json", "--quiet",
-         "--perception-model", "vision-model", "--overview-frames", "2", "--trace", str(tmp_path / "t.json"),
+        ["ask", str(synthetic_video), "How many bands?", "--option", "(A) none", "--option", "(B) some", "--json", "--quiet",
+         "--perception-model", "vision-model", "--overview-frames", "2", "--out", str(tmp_path / "t.json"),
          *model_flags(fake_openai), *index_flags(tiny_clip_model, tmp_path)],
         capsys,
     )

@@ -111,7 +111,7 @@ def test_search_table(capsys, cli_opts, unicode_video_dir):
         (["search", "{video}", "   "], "search text must not be empty"),
         (["search", "{video}", "x", "--min-gap", "-1"], "invalid --min-gap"),
         (["index", "{video}", "--fps", "0"], "invalid --fps (fps) 0.0: Input should be greater than 0"),
-        (["index", "{video}", "--device", "tpu"], "device"),
+        (["index", "{video}", "--clip-device", "tpu"], "device"),
         (["index", "{video}", "--clip-checkpoint", "{missing}"], "CLIP checkpoint not found"),
         (["index", "{video}", "--clip-model", "ViT-Nope-1"], "unknown CLIP model"),
     ],
@@ -152,7 +152,7 @@ def test_help(capsys, command):
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0
     for flag in ("--json", "--clip-model", "--pretrained", "--clip-checkpoint", "--random-weights", "--fps",
-                 "--max-frames", "--cache-dir", "--device"):
+                 "--max-frames", "--cache-dir", "--clip-device"):
         assert flag in out
     if command == "search":
         assert "--min-gap" in out and "--start" in out and "--end" in out

@@ -14,7 +14,7 @@ way and turns them into a config with ``index_config_from_options``::
         fps: FpsOpt = DEFAULT_FPS,
         max_frames: MaxFramesOpt = DEFAULT_MAX_FRAMES,
         cache_dir: CacheDirOpt = None,
-        device: DeviceOpt = "auto",
+        device: ClipDeviceOpt = "auto",
     ):
         config = index_config_from_options(
             clip_model=clip_model, pretrained=pretrained, clip_checkpoint=clip_checkpoint,
@@ -124,7 +124,7 @@ _FLAGS = {
     "fps": "--fps",
     "max_frames": "--max-frames",
     "cache_dir": "--cache-dir",
-    "device": "--device",
+    "device": "--clip-device",
     "min_gap_s": "--min-gap",
     "precision": "--precision",
     "frame_fit": "--frame-fit",
@@ -207,9 +207,9 @@ CacheDirOpt = Annotated[
         rich_help_panel=PANEL,
     ),
 ]
-DeviceOpt = Annotated[
+ClipDeviceOpt = Annotated[
     str,
-    typer.Option("--device", help="Torch device for CLIP: auto, cpu, cuda, cuda:N or mps.", rich_help_panel=PANEL),
+    typer.Option("--clip-device", help="Torch device for CLIP: auto, cpu, cuda, cuda:N or mps.", rich_help_panel=PANEL),
 ]
 PrecisionOpt = Annotated[
     str,

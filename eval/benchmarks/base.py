@@ -38,6 +38,7 @@ class Grouping:
     labels: dict[str, str] = field(default_factory=dict)  # value -> how tables name it
     closed: bool = False  # only the values in ``order``, each listed even when empty
     headline: bool = False  # its groups are columns of the summary table
+    browse: bool = True  # a column and a filter of the run browser's question table
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,12 @@ class Benchmark:
 
 
 def mean_relative_accuracy(prediction: float, gold: float) -> float:
-    """VSI-Bench's MRA: the share of thresholds 0.50, 0.55, ..., 0.95 within which the relative
-    error stays (``|pred - gold| / |gold| < 1 - threshold``)."""
+    """VSI-Bench's MRA, as its official ``utils.py`` computes it: the share of the thresholds
+    0.50, 0.55, ..., 0.95 for which ``|pred - gold| / |gold| <= 1 - threshold`` (the paper writes ``<``)."""
     if gold == 0:
         return float(prediction == 0)
     error = abs(prediction - gold) / abs(gold)
-    thresholds = [0.5 + 0.05 * i for i in range(10)]
-    return sum(error < 1 - t for t in thresholds) / len(thresholds)
+    return float(np.mean(error <= 1 - np.linspace(0.5, 0.95, 10)))
 
 
 REGISTRY: dict[str, type[Benchmark]] = {}

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.trace import Trace
+from eval.benchmarks import Benchmark, get_benchmark
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, first_error, read_result_rows
 from eval.views.analysis import verdict
 from eval.views.html import fill_missing_thumbnails, render_trace_html, template_env, timeline_context
@@ -119,15 +120,25 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def run_summary(run: RunData) -> dict[str, Any]:
+def _benchmark_of(runs: list[RunData]) -> Benchmark:
+    names = sorted({row.benchmark for run in runs for row in run.rows.values()}) or ["mmr_v"]
+    return get_benchmark(names[0])
+
+
+def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, Any]:
     """One run's headline figures. Like ``sleuth score`` and the report, error rows
     (a missing video, a failed server) are counted apart and left out of the accuracy."""
+    benchmark = benchmark or _benchmark_of([run])
     rows = list(run.rows.values())
     answered = [r for r in rows if r.status != "error"]
-    by_category = {}
-    for category in ("implicit", "explicit"):
-        subset = [r for r in answered if r.category == category]
-        by_category[category] = (sum(r.correct for r in subset) / len(subset)) if subset else None
+    headline = []
+    for grouping in benchmark.groupings:
+        if not grouping.headline:
+            continue
+        for value in grouping.order:
+            subset = [r for r in answered if benchmark.groups_of_row(r).get(grouping.key) == value]
+            accuracy = (sum(r.correct for r in subset) / len(subset)) if subset else None
+            headline.append((grouping.labels.get(value, value), accuracy))
     costs = [r.cost_usd for r in answered if r.cost_usd is not None]
     methods = sorted({r.method for r in rows})
     models = sorted({r.model for r in rows if r.model})
@@ -139,8 +150,7 @@ def run_summary(run: RunData) -> dict[str, Any]:
         "questions": len(rows),
         "correct": sum(r.correct for r in answered),
         "accuracy": (sum(r.correct for r in answered) / len(answered)) if answered else None,
-        "implicit": by_category["implicit"],
-        "explicit": by_category["explicit"],
+        "headline": headline,
         "errors": len(rows) - len(answered),
         "mean_frames": _mean([r.frames for r in answered]),
         "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
@@ -206,6 +216,8 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
     runs_per_question = {q: [run for run in runs if q in run.rows] for q in question_ids}
     env = template_env()
     compare_template = env.get_template("browser.html.j2")
+    benchmark = _benchmark_of(runs)
+    browsed = [g for g in benchmark.groupings if g.browse]
 
     entries: list[dict[str, Any]] = []
     for qid in question_ids:
@@ -236,6 +248,7 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
                 "qid": qid,
                 "run": run.label,
                 "row": row,
+                "groups": benchmark.groups_of_row(row),
                 "result": _result_word(row),
                 "trace_href": trace_rel,
                 "trace_problem": trace_problem,
@@ -275,16 +288,25 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
         compare_template.render(
             page="index",
             title="sleuth runs · " + ", ".join(run.label for run in runs),
-            runs=[run_summary(run) for run in runs],
+            runs=[run_summary(run, benchmark) for run in runs],
+            headline=[name for name, _ in run_summary(runs[0], benchmark)["headline"]],
             pairs=pair_summaries(runs),
             entries=entries,
             problems=problems,
-            categories=sorted({e["row"].category for e in entries}),
-            video_types=sorted({e["row"].video_type for e in entries if e["row"].video_type}),
+            groupings=[_browse_column(g, entries) for g in browsed],
             methods=sorted({e["row"].method for e in entries}),
         ),
     )
     return index
+
+
+def _browse_column(grouping: Any, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A grouping as the question table shows it: its values, and the data attribute that carries it."""
+    dashed = grouping.key.replace("_", "-")
+    camel = re.sub(r"-(\w)", lambda m: m.group(1).upper(), dashed)  # how the page's script reads data-<dashed>
+    values = sorted({e["groups"].get(grouping.key, "") for e in entries} - {""})
+    return {"key": grouping.key, "title": grouping.title or grouping.key, "attr": dashed, "dataset": camel,
+            "values": values}
 
 
 __all__ = ["RunData", "load_run", "read_results", "run_summary", "safe_name", "write_run_browser"]

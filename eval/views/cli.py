@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
     def html_command(
         trace_file: Path = typer.Argument(..., help=TRACE_ARG_HELP, show_default=False),
         output: Path | None = typer.Option(
-            None, "-o", "--output", help="Where to write the page (default: the trace's name with .html)."
+            None, "-o", "--out", help="Where to write the page (default: the trace's name with .html)."
         ),
         video: Path | None = typer.Option(
             None, "--video", help="The video file, when the path recorded in the trace does not resolve here."
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
     @trace_app.command("dot")
     def dot_command(
         trace_file: Path = typer.Argument(..., help=TRACE_ARG_HELP, show_default=False),
-        output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead of printing."),
+        output: Path | None = typer.Option(None, "-o", "--out", help="Write to this file instead of printing."),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Export the reasoning graph as Graphviz DOT (render with: dot -Tpdf trace.dot -o trace.pdf)."""
@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @trace_app.command("mermaid")
     def mermaid_command(
         trace_file: Path = typer.Argument(..., help=TRACE_ARG_HELP, show_default=False),
-        output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead of printing."),
+        output: Path | None = typer.Option(None, "-o", "--out", help="Write to this file instead of printing."),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Export the reasoning graph as a Mermaid flowchart (for Markdown, slides and notebooks)."""

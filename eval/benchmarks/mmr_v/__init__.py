@@ -44,7 +44,7 @@ class MMRV(Benchmark):
     groupings = (
         Grouping("category", "Implicit / Explicit", order=("implicit", "explicit"),
                  labels={"implicit": "Implicit", "explicit": "Explicit"}, closed=True, headline=True),
-        Grouping("l2", "ability (L2)", order=ALL_L2),
+        Grouping("l2", "ability (L2)", order=ALL_L2, browse=False),
         Grouping("video_type", "video type"),
     )
     # The paper's reported accuracies (v1; 32 frames), not runs of ours.

@@ -1,0 +1,55 @@
+"""The agent's command-line options, shared by ``sleuth ask``, ``sleuth demo`` and ``sleuth eval``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+AGENT_PANEL = "Agent"
+
+StrategyOpt = Annotated[
+    str,
+    typer.Option("--strategy", rich_help_panel=AGENT_PANEL,
+                 help="The agent strategy by name (built in: planner; code of yours may register more)."),
+]
+MaxStepsOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL,
+                 help="Planning steps before the final answer is forced (default: 8)."),
+]
+OverviewFramesOpt = Annotated[
+    Optional[int],
+    typer.Option("--overview-frames", min=0, rich_help_panel=AGENT_PANEL,
+                 help="Uniform frames shown before the first step (default: a quarter of --frames, at most 8)."),
+]
+TokenBudgetOpt = Annotated[
+    Optional[int],
+    typer.Option("--token-budget", min=1, rich_help_panel=AGENT_PANEL, show_default=False,
+                 help="Total prompt + completion tokens per question before the final answer is forced "
+                 "(default: 100000)."),
+]
+MaxToolCallsOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-tool-calls", min=1, rich_help_panel=AGENT_PANEL,
+                 help="Tool calls run per planning step; a reply with more has the rest dropped (default: 8)."),
+]
+PerceptionModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--perception-model", rich_help_panel=AGENT_PANEL,
+                 help="Delegated perception: this VLM (same endpoint as --model) looks at the frames and answers "
+                 "the planner's questions in words, so a text-only model can plan."),
+]
+
+
+def agent_budgets(*, frames: int, max_steps: int | None, overview_frames: int | None, token_budget: int | None,
+                  max_tool_calls: int | None, perception_model: str | None) -> dict:
+    """``AgentConfig`` values from the shared flags (unset flags keep the config's defaults)."""
+    values: dict = {"max_frames": frames}
+    for key, value in (("max_steps", max_steps), ("overview_frames", overview_frames),
+                       ("max_tokens", token_budget), ("max_tool_calls", max_tool_calls)):
+        if value is not None:
+            values[key] = value
+    if perception_model:
+        values["perception"] = "delegated"
+    return values
