@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.backends.config import BackendConfig
 from agent.config import AgentConfig
@@ -54,6 +54,16 @@ class RunSpec(BaseModel):
     question_timeout: float | None = Field(900.0, gt=0)
     stop_after: int = Field(3, ge=0)
     allow_missing: bool = False
+
+    @field_validator("videos", "out", mode="before")
+    @classmethod
+    def _home(cls, value: Any) -> Any:
+        return str(Path(value).expanduser()) if isinstance(value, (str, Path)) else value
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _home_data(cls, value: Any) -> Any:
+        return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
 
     @model_validator(mode="before")
     @classmethod

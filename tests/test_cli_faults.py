@@ -20,7 +20,7 @@ import pytest
 
 from agent.trace import Trace
 from eval.results import RESULTS_FILE
-from sleuth.cli import main
+from tests.cli_helpers import run_cli
 from tests.fake_openai import Call, Fault, Text, ToolCalls
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
@@ -49,14 +49,10 @@ def dataset(tmp_path, synthetic_video):
 
 
 def cli(args: list[str], capsys) -> tuple[int, str, str, float]:
+    """``run_cli`` and the seconds it took."""
     started = time.monotonic()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err, time.monotonic() - started
+    code, out, err = run_cli(args, capsys)
+    return code, out, err, time.monotonic() - started
 
 
 def uniform_args(server, data: Path, videos: Path, out: Path, *extra: str) -> list[str]:

@@ -14,7 +14,7 @@ from agent.trace import FinalAnswer
 from eval.benchmarks import Benchmark, Grouping, Reference, benchmark_names, register_benchmark
 from eval.dataset import Question, RowError, checked_video, resolve_video
 from eval.results import RESULTS_FILE
-from sleuth.cli import main
+from tests.cli_helpers import run_cli
 from tests.fake_openai import Call, Text, ToolCalls
 
 ROOMS = ("kitchen", "garage")
@@ -96,16 +96,6 @@ def counting_data(tmp_path, synthetic_video):
     data = tmp_path / "counting.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     return data, videos, records
-
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_registered_benchmark_and_strategy_run_score_and_report(

@@ -29,7 +29,7 @@ from eval.dataset import Question
 from eval.methods import MethodOutcome
 from eval.results import RESULTS_FILE
 from eval.runner import EXIT_INTERRUPTED, REJECTED_FILE, run_evaluation
-from sleuth.cli import main
+from tests.cli_helpers import run_cli
 from tests.fake_openai import Fault, Text
 
 REPO = Path(__file__).parents[1]
@@ -69,16 +69,6 @@ def eval_args(fake_openai, data: Path, videos: Path, out: Path, *extra: str) -> 
         "--model", "fake-model", "--base-url", fake_openai.base_url, "--api-key", "sk-test-not-a-secret",
         "--frames", "4", "--max-retries", "0", "--timeout", "30", "--no-progress", *extra,
     ]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def question_of(body: dict) -> str:

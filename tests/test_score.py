@@ -9,7 +9,7 @@ import pytest
 
 from eval.results import ResultRow
 from eval.score import ScoreError, load_items, read_results_rows, score_file
-from sleuth.cli import main
+from tests.cli_helpers import run_cli
 
 SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 
@@ -26,16 +26,6 @@ def stripped(tmp_path, records) -> Path:
     path = tmp_path / "gpt-4o_stripped.json"
     path.write_text(json.dumps(bare), encoding="utf-8")
     return path
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _authors_outcomes(records: list[dict]) -> list[bool]:
