@@ -66,7 +66,7 @@ RUN_PANEL = "Run safety"
 
 data_app = typer.Typer(
     name="data",
-    help="Get the MMR-V benchmark: questions and videos.",
+    help="Get a benchmark's questions and videos.",
     no_args_is_help=True,
 )
 
@@ -98,6 +98,12 @@ def eval_command(
         typer.Option("--benchmark", "-b", rich_help_panel=EVAL_PANEL,
                      help="Benchmark by name (registered benchmarks: mmr_v, and any your code registers)."),
     ] = "mmr_v",
+    variant: Annotated[
+        Optional[str],
+        typer.Option("--variant", rich_help_panel=EVAL_PANEL,
+                     help="One of the benchmark's protocol variants (e.g. where its paper and its code differ); "
+                     "default: its official code."),
+    ] = None,
     data: Annotated[
         Optional[str],
         typer.Option(
@@ -246,6 +252,7 @@ def eval_command(
         raise typer.Exit(1 if preflight.unusable_videos else 0)
 
     config = build_run_config(run.method, backend_info=spec.backend.public_dict(), benchmark=benchmark_.name,
+                              variant=spec.variant,
                               extra=run.config_extra, identity=run.identity_extra)
     config["preflight"] = preflight.model_dump(mode="json")
     cache_stats = getattr(run.backend, "cache_stats", None)
@@ -267,7 +274,7 @@ def eval_command(
 
 # The eval flags that make up the run specification, and where each goes in it.
 _SPEC_FLAGS: dict[str, tuple[str, ...]] = {
-    "benchmark": ("benchmark",), "data": ("data",), "videos": ("videos",), "limit": ("limit",),
+    "benchmark": ("benchmark",), "variant": ("variant",), "data": ("data",), "videos": ("videos",), "limit": ("limit",),
     "method": ("method",), "frames": ("frames",), "cot": ("cot",), "strict_official": ("strict_official",),
     "strategy": ("strategy",), "perception_model": ("perception_model",),
     "out": ("out",), "concurrency": ("concurrency",), "retry_errors": ("retry_errors",),
@@ -302,7 +309,7 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
         value = flags[name]
         if config_file is not None and not _given_by_user(ctx, name):
             continue
-        if value is None and name not in ("data", "limit", "perception_model"):
+        if value is None and name not in ("data", "limit", "perception_model", "variant"):
             continue  # "not given": leave it to the file or the model's default
         if name == "header":
             value = parse_headers(value)
@@ -520,52 +527,54 @@ def report_command(
 @data_app.command("download")
 def download_command(
     directory: Annotated[Path, typer.Argument(file_okay=False, help="Where to put the dataset.")],
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", "-b", help="Which benchmark to fetch (by name, as in sleuth eval).")
+    ] = "mmr_v",
     skip_fetch: Annotated[
         bool,
-        typer.Option("--skip-fetch", help="Do not contact the hub; join and extract the parts already in DIRECTORY."),
+        typer.Option("--skip-fetch", help="Do not contact the hub; unpack and verify what is already in DIRECTORY."),
     ] = False,
-    no_extract: Annotated[bool, typer.Option("--no-extract", help="Only download; leave the parts as they are.")] = False,
-    repo: Annotated[str, typer.Option("--repo", help="Dataset repository on the Hugging Face Hub.")] = "JokerJan/MMR-VBench",
+    no_extract: Annotated[bool, typer.Option("--no-extract", help="Only download; leave the archives as they are.")] = False,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
-    """Download MMR-V (huggingface_hub), join videos.tar.part.*, extract the videos and verify them."""
-    from eval.benchmarks.mmr_v.download import DownloadError, download_dataset
+    """Download a benchmark's questions and videos (huggingface_hub), unpack the videos and verify them."""
+    from eval.benchmarks import get_benchmark
+    from sleuth.errors import SleuthError
 
     console = _console(json_output)
-    summary = download_dataset(
-        directory, repo_id=repo, revision=revision, fetch=not skip_fetch, extract=not no_extract,
-        progress=not json_output, console=console,
-    )
-    verify = summary.verify
-    outcome = {
-        "root": str(summary.root),
-        "parts": [p.name for p in summary.parts],
-        "extracted_files": summary.extracted,
-        "videos_dir": str(verify.videos_dir),
-        "video_files": verify.video_files,
-        "questions_file": str(verify.questions_file) if verify.questions_file else None,
-        "referenced_videos": verify.referenced,
-        "missing_videos": verify.missing,
+    chosen = get_benchmark(benchmark)
+    outcome = chosen.download(directory, fetch=not skip_fetch, extract=not no_extract, revision=revision,
+                              progress=not json_output, console=console)
+    listing = {
+        "benchmark": chosen.name,
+        "root": str(outcome.root),
+        **outcome.details,
+        "videos_dir": str(outcome.videos_dir),
+        "video_files": outcome.video_files,
+        "questions_file": str(outcome.questions_file) if outcome.questions_file else None,
+        "referenced_videos": outcome.referenced,
+        "missing_videos": outcome.missing,
     }
     if json_output:
-        _print_json(outcome)
+        _print_json(listing)
     else:
         console.print(
-            f"{verify.video_files} video files in {verify.videos_dir}"
-            + (f"; the questions name {verify.referenced}, missing {len(verify.missing)}" if verify.questions_file else ""),
-            highlight=False,
+            f"{outcome.video_files} video files in {outcome.videos_dir}"
+            + (f"; the questions name {outcome.referenced}, missing {len(outcome.missing)}"
+               if outcome.questions_file else ""),
+            highlight=False, soft_wrap=True,
         )
-        if verify.questions_file:
+        if outcome.questions_file:
             console.print(
-                f"evaluate with: sleuth eval --data {verify.questions_file} --videos {verify.videos_dir} ...",
-                highlight=False,
+                f"evaluate with: sleuth eval --benchmark {chosen.name} --data {outcome.questions_file} "
+                f"--videos {outcome.videos_dir} ...", highlight=False, soft_wrap=True,
             )
-    if not no_extract and verify.video_files == 0:
-        raise DownloadError(f"{verify.videos_dir}: no video files after extraction")
-    if verify.missing:
-        shown = ", ".join(verify.missing[:3])
-        raise DownloadError(f"{len(verify.missing)} videos named by the questions are missing (e.g. {shown})")
+    if not no_extract and outcome.video_files == 0:
+        raise SleuthError(f"{outcome.videos_dir}: no video files after extraction")
+    if outcome.missing:
+        shown = ", ".join(outcome.missing[:3])
+        raise SleuthError(f"{len(outcome.missing)} videos named by the questions are missing (e.g. {shown})")
 
 
 # --------------------------------------------------------------------------- registration

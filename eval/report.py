@@ -373,6 +373,7 @@ def build_report_data(runs: list[RunData]) -> dict[str, Any]:
         "headline": [name for _, name in benchmark.headline_groups()],
         "reference": [asdict(ref) for ref in benchmark.references],
         "reference_source": benchmark.reference_source,
+        "derived": benchmark.derived_metrics({r.name: (r.scorecard, r.config) for r in runs}),
     }
 
 

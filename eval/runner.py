@@ -231,7 +231,7 @@ def package_versions() -> dict[str, str]:
 
 
 def build_run_config(
-    method: Method, *, backend_info: dict[str, Any], benchmark: str = "mmr_v",
+    method: Method, *, backend_info: dict[str, Any], benchmark: str = "mmr_v", variant: str | None = None,
     extra: dict[str, Any] | None = None, identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to say how a run was made. ``backend_info`` must already be free of secrets.
@@ -242,13 +242,14 @@ def build_run_config(
     description = method.describe()
     config: dict[str, Any] = {
         "benchmark": benchmark,
+        "variant": variant,
         "method": method.name,
         "model": backend_info.get("model", ""),
         "backend_kind": backend_info.get("backend", ""),
         "frames": description.get("frames"),
         **method.identity(),  # e.g. cot and strict_official for the uniform method, strategy for the agent
         "identity": {
-            "benchmark": benchmark, "method": method.name, "model": backend_info.get("model", ""),
+            "benchmark": benchmark, **({"variant": variant} if variant else {}), "method": method.name, "model": backend_info.get("model", ""),
             "backend_kind": backend_info.get("backend", ""), **method.identity(), **(identity or {}),
         },
         "method_settings": description,
@@ -469,7 +470,7 @@ def run_evaluation(
     run_config["question_timeout_s"] = question_timeout
     run_config["invalid_rows"] = [str(e) for e in (invalid or [])]
     model = model or str(run_config.get("model", ""))
-    benchmark = benchmark or get_benchmark(str(run_config.get("benchmark", "mmr_v")))
+    benchmark = benchmark or get_benchmark(str(run_config.get("benchmark", "mmr_v")), run_config.get("variant"))
 
     with RunDirectoryLock(run_dir):
         write_run_config(run_dir, run_config)

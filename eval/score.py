@@ -44,11 +44,9 @@ from typing import Any, Iterable, Literal, NamedTuple
 from pydantic import BaseModel, Field, ValidationError
 
 from eval.benchmarks import Benchmark, get_benchmark
-from eval.benchmarks.mmr_v import ANSWER_SUFFIX, RAW_SUFFIX
-from eval.dataset import GOLD_NOT_IN_OPTIONS, RowError
+from eval.dataset import GOLD_NOT_IN_OPTIONS
 from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, first_error, read_result_rows
 from eval.stats import mean_ci, wilson_ci
-from sleuth.answers import parse_letter
 from sleuth.errors import SleuthError
 
 ExtractionMode = Literal["official", "last"]
@@ -231,59 +229,6 @@ def _row_score(row: ResultRow, benchmark: Benchmark) -> float:
     return benchmark.score(row.prediction, row.gold, row.answer_kind)
 
 
-def detect_models(records: list[dict[str, Any]]) -> list[str]:
-    """Model names that have ``<model>_raw_response`` fields in official records."""
-    names: set[str] = set()
-    for record in records:
-        if isinstance(record, dict):
-            names.update(k[: -len(RAW_SUFFIX)] for k in record if k.endswith(RAW_SUFFIX) and len(k) > len(RAW_SUFFIX))
-    return sorted(names)
-
-
-def _items_from_official(
-    records: list[Any], model: str, extraction: ExtractionMode, source: str, benchmark: Benchmark
-) -> tuple[list[ScoredItem], list[str]]:
-    items: list[ScoredItem] = []
-    invalid: list[str] = []
-    raw_key, answer_key = f"{model}{RAW_SUFFIX}", f"{model}{ANSWER_SUFFIX}"
-    for index, record in enumerate(records):
-        try:
-            if not isinstance(record, dict):
-                raise RowError(index, None, f"expected an object, got {type(record).__name__}", source=source)
-            question = benchmark.normalise(record, index, videos_dir=None, source=source)
-        except RowError as exc:
-            invalid.append(str(exc))
-            continue
-        stored = record.get(answer_key)
-        raw = record.get(raw_key)
-        prediction: str | None = None
-        if isinstance(stored, dict) and stored.get("final_answer") is not None:
-            prediction, rule = parse_letter(str(stored["final_answer"])), "stored"
-            if prediction is None:
-                rule = "none"
-        elif isinstance(raw, str):
-            found = benchmark.extract(raw, question, strict_official=(extraction == "official"))
-            prediction, rule = found.value, found.rule
-        else:
-            prediction, rule = None, "none"
-        items.append(
-            ScoredItem(
-                question_id=question.question_id,
-                video=question.video,
-                benchmark=benchmark.name,
-                groups={g.key: question.groups[g.key] for g in benchmark.groupings if question.groups.get(g.key)},
-                gold=question.answer,
-                prediction=prediction,
-                correct=prediction == question.answer,
-                score=float(prediction == question.answer),
-                extraction=rule,
-                flags=list(question.flags),
-                model=model,
-            )
-        )
-    return items, invalid
-
-
 def _load_json_any(path: Path) -> tuple[list[Any], list[str]]:
     """The records of a JSON list or JSONL file, plus one line per JSONL line that is not JSON (skipped)."""
     text = path.read_text(encoding="utf-8")
@@ -390,7 +335,8 @@ def load_items(
             "config": config,
         }
 
-    available = detect_models(records)
+    bench = get_benchmark(benchmark)
+    available = bench.official_models(records)
     if model is None:
         if len(available) != 1:
             found = ", ".join(available) if available else "none"
@@ -398,8 +344,11 @@ def load_items(
         model = available[0]
     elif model not in available:
         found = ", ".join(available) if available else "none"
-        raise ScoreError(f"{path}: no '{model}{RAW_SUFFIX}' field in any record (models found: {found})")
-    items, invalid = _items_from_official(records, model, extraction, str(path), get_benchmark(benchmark))
+        raise ScoreError(f"{path}: no answers of model {model!r} in this file (models found: {found})")
+    try:
+        items, invalid = bench.official_items(records, model, extraction=extraction, source=str(path))
+    except NotImplementedError:
+        raise ScoreError(f"{path}: sleuth does not read {bench.title}'s official result files") from None
     return items, {"format": "official", "benchmark": benchmark, "model": model, "method": "", "invalid": invalid,
                    "corrupt": corrupt}
 
@@ -435,6 +384,9 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
     facts = facts or {}
     benchmark = get_benchmark(facts.get("benchmark") or (items[0].benchmark if items else "mmr_v"))
     groups = [_group_score("overall", "Overall", items)]
+    paper_overall = benchmark.overall_accuracy([i for i in items if i.status == "ok"])
+    if paper_overall is not None:  # e.g. a mean of task means: no interval of a proportion applies
+        groups[0] = groups[0].model_copy(update={"accuracy": paper_overall, "ci_low": None, "ci_high": None})
     for grouping in benchmark.groupings:
         present = {i.groups.get(grouping.key, "") for i in items}
         for value in benchmark.group_values(grouping, present):

@@ -32,6 +32,7 @@ class RunSpec(BaseModel):
 
     # what is evaluated
     benchmark: str = Field("mmr_v", description="registered benchmark name (sleuth eval --help lists them)")
+    variant: str | None = Field(None, description="one of the benchmark's protocol variants; None: its official code")
     data: str | None = Field(None, description="questions: a file, a folder or hf://name; None: the benchmark's hub dataset")
     videos: Path = Field(description="folder with the benchmark's video files")
     limit: int | None = Field(None, ge=0, description="only the first N questions")
@@ -154,7 +155,7 @@ def load_dataset(spec: RunSpec) -> tuple[Any, Any]:
     from eval.benchmarks import get_benchmark
     from eval.dataset import DatasetError
 
-    benchmark = get_benchmark(spec.benchmark)
+    benchmark = get_benchmark(spec.benchmark, spec.variant)
     dataset = benchmark.load(spec.data, spec.videos)
     if not dataset.questions:
         raise DatasetError(f"{dataset.source}: no valid questions")

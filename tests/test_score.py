@@ -95,7 +95,7 @@ def test_score_cli_table_and_bad_inputs(stripped, tmp_path, capsys):
     assert code == 0 and "Overall" in out and "Implicit" in out and "Counterintuitive Reasoning" in out
 
     code, _, err = run_cli(["score", str(stripped), "--model", "gpt-5"], capsys)
-    assert code == 2 and "no 'gpt-5_raw_response' field" in err and "gpt-4o" in err
+    assert code == 2 and "no answers of model 'gpt-5' in this file (models found: gpt-4o)" in err
 
     broken = tmp_path / "broken.json"
     broken.write_text("[{", encoding="utf-8")

@@ -4,6 +4,7 @@ from eval.benchmarks import mmr_v  # noqa: F401  (the built-in benchmarks regist
 from eval.benchmarks.base import (
     REGISTRY,
     Benchmark,
+    DownloadOutcome,
     Extraction,
     Grouping,
     Reference,
@@ -13,10 +14,10 @@ from eval.benchmarks.base import (
 from sleuth.errors import ConfigError
 
 
-def get_benchmark(name: str) -> Benchmark:
-    """The benchmark registered as ``name``."""
+def get_benchmark(name: str, variant: str | None = None) -> Benchmark:
+    """The benchmark registered as ``name`` (with one of its protocol ``variants``)."""
     try:
-        return REGISTRY[name]()
+        return REGISTRY[name](variant=variant)
     except KeyError:
         raise ConfigError(f"unknown benchmark {name!r}; choose one of: {', '.join(benchmark_names())}") from None
 
@@ -26,6 +27,6 @@ def benchmark_names() -> list[str]:
 
 
 __all__ = [
-    "Benchmark", "Extraction", "Grouping", "Reference", "benchmark_names", "get_benchmark",
+    "Benchmark", "DownloadOutcome", "Extraction", "Grouping", "Reference", "benchmark_names", "get_benchmark",
     "mean_relative_accuracy", "register_benchmark",
 ]

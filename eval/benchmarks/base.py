@@ -51,6 +51,19 @@ class Reference:
     note: str = ""
 
 
+@dataclass
+class DownloadOutcome:
+    """What ``sleuth data download`` got: where the questions and videos are, and what is missing."""
+
+    root: Path
+    videos_dir: Path
+    video_files: int
+    questions_file: Path | None = None
+    referenced: int = 0  # distinct videos the questions name
+    missing: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # benchmark-specific facts (parts, archives, ...)
+
+
 @dataclass(frozen=True)
 class Extraction:
     """An answer read from a reply and the rule that found it (``brackets``, ``number``, ``none``, ...)."""
@@ -70,6 +83,24 @@ class Benchmark:
     references: ClassVar[tuple[Reference, ...]] = ()
     reference_source: ClassVar[str] = ""
     default_frames: ClassVar[int] = 32  # the official protocol's frames per question
+    # Protocol variants a run may choose (``--variant NAME``): name -> what it changes. Where the
+    # official code and the paper disagree, the default (no variant) follows the code.
+    variants: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, variant: str | None = None):
+        from sleuth.errors import ConfigError
+
+        if variant is not None and variant not in self.variants:
+            known = ", ".join(self.variants) or "none"
+            raise ConfigError(f"{self.title} has no variant {variant!r}; its variants: {known}")
+        self.variant = variant
+
+    def download(self, directory: Path, *, fetch: bool = True, extract: bool = True, revision: str | None = None,
+                 progress: bool = True, console: Any = None) -> DownloadOutcome:
+        """Fetch the questions and videos into ``directory`` (``sleuth data download``)."""
+        from sleuth.errors import ConfigError
+
+        raise ConfigError(f"{self.title} has no downloader: fetch it by hand and pass --data and --videos")
 
     # ------------------------------------------------------------------ data
     def load(self, source: str | Path | None, videos_dir: str | Path | None) -> "LoadedDataset":
@@ -145,7 +176,24 @@ class Benchmark:
         """Fields the benchmark's own scoring scripts read from a result row (default: none)."""
         return {}
 
+    # ------------------------------------------------------------------ official result files
+    def official_models(self, records: list[Any]) -> list[str]:
+        """The models whose answers an official result file of this benchmark holds (none: not one)."""
+        return []
+
+    def official_items(self, records: list[Any], model: str, *, extraction: str, source: str) -> tuple[list[Any], list[str]]:
+        """(``eval.score.ScoredItem`` per record, invalid-record lines) of an official result file."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ results
+    def overall_accuracy(self, items: list[Any]) -> float | None:
+        """The overall as the paper computes it, from the scored items (status ok); None: the mean score."""
+        return None
+
+    def derived_metrics(self, runs: dict[str, tuple[Any, dict[str, Any]]]) -> list[str]:
+        """Sentences about several runs together (e.g. a gain between two runs), for reports:
+        ``runs`` maps a run's name to its ``Scorecard`` and its ``config.json``."""
+        return []
     def group_values(self, grouping: Grouping, present: set[str]) -> list[str]:
         """The values of ``grouping`` a score table lists, in order."""
         if grouping.closed:

@@ -93,6 +93,60 @@ class MMRV(Benchmark):
         return fields
 
 
+    def official_models(self, records):
+        names: set[str] = set()
+        for record in records:
+            if isinstance(record, dict):
+                names.update(k[: -len(RAW_SUFFIX)] for k in record if k.endswith(RAW_SUFFIX) and len(k) > len(RAW_SUFFIX))
+        return sorted(names)
+
+    def official_items(self, records, model, *, extraction, source):
+        """MMR-V's result files: each record with ``<model>_raw_response`` and usually
+        ``<model>_response: {"final_answer": X}``; the stored answer wins, as the authors' scoring does."""
+        from eval.dataset import RowError
+        from eval.score import ScoredItem
+        from sleuth.answers import parse_letter
+
+        items, invalid = [], []
+        raw_key, answer_key = f"{model}{RAW_SUFFIX}", f"{model}{ANSWER_SUFFIX}"
+        for index, record in enumerate(records):
+            try:
+                question = self.normalise(record, index, videos_dir=None, source=source)
+            except RowError as exc:
+                invalid.append(str(exc))
+                continue
+            stored, raw = record.get(answer_key), record.get(raw_key)
+            if isinstance(stored, dict) and stored.get("final_answer") is not None:
+                prediction = parse_letter(str(stored["final_answer"]))
+                rule = "stored" if prediction is not None else "none"
+            elif isinstance(raw, str):
+                found = self.extract(raw, question, strict_official=(extraction == "official"))
+                prediction, rule = found.value, found.rule
+            else:
+                prediction, rule = None, "none"
+            items.append(ScoredItem(
+                question_id=question.question_id, video=question.video, benchmark=self.name,
+                groups={g.key: question.groups[g.key] for g in self.groupings if question.groups.get(g.key)},
+                gold=question.answer, prediction=prediction, correct=prediction == question.answer,
+                score=float(prediction == question.answer), extraction=rule, flags=list(question.flags), model=model,
+            ))
+        return items, invalid
+
+    def download(self, directory, *, fetch=True, extract=True, revision=None, progress=True, console=None):
+        """The hub snapshot, its ``videos.tar.part.*`` joined and extracted, then verified."""
+        from eval.benchmarks.base import DownloadOutcome
+        from eval.benchmarks.mmr_v.download import download_dataset
+
+        summary = download_dataset(directory, revision=revision, fetch=fetch, extract=extract, progress=progress,
+                                   console=console)
+        verify = summary.verify
+        return DownloadOutcome(
+            root=summary.root, videos_dir=verify.videos_dir, video_files=verify.video_files,
+            questions_file=verify.questions_file, referenced=verify.referenced, missing=list(verify.missing),
+            details={"parts": [p.name for p in summary.parts], "extracted_files": summary.extracted},
+        )
+
+
 def official_options(question) -> list[str]:
     """The options exactly as the record gives them (``str()`` of this list goes into the prompt)."""
     raw = question.record.get("options") if question.record else None
