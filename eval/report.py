@@ -33,7 +33,8 @@ from pydantic import BaseModel
 
 from eval.benchmarks import Benchmark, get_benchmark
 from eval.results import RESULTS_FILE
-from eval.score import Scorecard, ScoredItem, load_items, score_items
+from eval.results import ScoredItem
+from eval.score import Scorecard, load_items, score_items
 from eval.stats import McNemarResult, mcnemar
 from sleuth.errors import SleuthError
 

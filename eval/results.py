@@ -98,3 +98,26 @@ def read_result_rows(path: Path) -> tuple[dict[str, ResultRow], list[str]]:
         rows.pop(row.question_id, None)
         rows[row.question_id] = row
     return rows, problems
+
+
+class ScoredItem(BaseModel):
+    """One question's outcome, whatever file it came from."""
+
+    question_id: str
+    video: str = ""
+    benchmark: str = "mmr_v"
+    groups: dict[str, str] = Field(default_factory=dict)  # grouping key -> value, e.g. {"l2": "Causal Reasoning"}
+    gold: str | None = None
+    prediction: str | float | None = None
+    correct: bool = False
+    score: float = 0.0  # in [0, 1]
+    extraction: str | None = None  # stored | brackets | boxed | letter | none | tool | ...
+    flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
+    status: Literal["ok", "error"] = "ok"
+    error: str | None = None
+    method: str = ""
+    model: str = ""
+    frames: int | None = None
+    tokens: int | None = None
+    cost_usd: float | None = None
+    latency_s: float | None = None

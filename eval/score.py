@@ -45,7 +45,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from eval.benchmarks import Benchmark, get_benchmark
 from eval.dataset import GOLD_NOT_IN_OPTIONS
-from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, first_error, read_result_rows
+from eval.results import CONFIG_FILE, RESULTS_FILE, ResultRow, ScoredItem, first_error, read_result_rows
 from eval.stats import mean_ci, wilson_ci
 from sleuth.errors import SleuthError
 
@@ -55,29 +55,6 @@ GroupKind = str  # "overall", or a key of the benchmark's groupings (MMR-V: cate
 
 class ScoreError(SleuthError):
     """A results file cannot be scored."""
-
-
-class ScoredItem(BaseModel):
-    """One question's outcome, whatever file it came from."""
-
-    question_id: str
-    video: str = ""
-    benchmark: str = "mmr_v"
-    groups: dict[str, str] = Field(default_factory=dict)  # grouping key -> value, e.g. {"l2": "Causal Reasoning"}
-    gold: str | None = None
-    prediction: str | float | None = None
-    correct: bool = False
-    score: float = 0.0  # in [0, 1]
-    extraction: str | None = None  # stored | brackets | boxed | letter | none | tool | ...
-    flags: list[str] = Field(default_factory=list)  # data problems kept on purpose, e.g. "gold_not_in_options"
-    status: Literal["ok", "error"] = "ok"
-    error: str | None = None
-    method: str = ""
-    model: str = ""
-    frames: int | None = None
-    tokens: int | None = None
-    cost_usd: float | None = None
-    latency_s: float | None = None
 
 
 class GroupScore(BaseModel):

@@ -25,9 +25,8 @@ from typing import Any
 from eval.benchmarks.base import Benchmark, Extraction, Grouping, Reference, register_benchmark
 from eval.benchmarks.mmr_v.categories import ALL_L2
 from eval.benchmarks.mmr_v.extract import extract_answer
-from eval.benchmarks.mmr_v.records import normalise_record
+from eval.benchmarks.mmr_v.records import HUB_DATASET, normalise_record
 
-HUB_DATASET = "JokerJan/MMR-VBench"
 DIRECT_PROMPT = "mmrv_direct"
 COT_PROMPT = "mmrv_cot"
 RAW_SUFFIX = "_raw_response"
@@ -104,7 +103,7 @@ class MMRV(Benchmark):
         """MMR-V's result files: each record with ``<model>_raw_response`` and usually
         ``<model>_response: {"final_answer": X}``; the stored answer wins, as the authors' scoring does."""
         from eval.dataset import RowError
-        from eval.score import ScoredItem
+        from eval.results import ScoredItem
         from sleuth.answers import parse_letter
 
         items, invalid = [], []

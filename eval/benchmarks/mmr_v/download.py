@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable
 
-from eval.benchmarks.mmr_v import HUB_DATASET, load_questions
-from eval.dataset import DATA_SUFFIXES, DatasetError
+from eval.benchmarks.mmr_v.records import HUB_DATASET, normalise_record
+from eval.dataset import DATA_SUFFIXES, DatasetError, load_records
 from sleuth.errors import SleuthError
 
 PART_GLOB = "videos.tar.part.*"
@@ -201,7 +201,7 @@ def verify_download(root: Path, *, questions_file: Path | None = None) -> Verify
     if source is None:
         return result
     try:
-        dataset = load_questions(source, folder)
+        dataset = load_records(source, folder, normalise_record)
     except (DatasetError, SleuthError):
         return result  # e.g. parquet without pyarrow: the count still stands
     result.questions_file = source

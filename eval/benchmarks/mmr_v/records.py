@@ -26,6 +26,7 @@ from eval.dataset import (
     stable_key,
 )
 
+HUB_DATASET = "JokerJan/MMR-VBench"
 MAX_OPTIONS = 12  # A-L
 
 # Field names as MMR-V's records spell them, then tolerated alternatives.
