@@ -58,6 +58,7 @@ def solve(
     gold: str | None = None,
     on_event: Callable[[dict], None] | None = None,
     labels: list[str] | None = None,
+    frame_store: Any = None,
 ) -> Trace:
     """Answer one multiple-choice question about ``video`` and return the reasoning graph.
 
@@ -82,7 +83,8 @@ def solve(
         letters, options, gold_answer = [], [], gold
     question_id = question_id or default_question_id(video, question, options)
 
-    with open_video(video) as handle:
+    # a run's frame store shares the open video and its decoded frames with the run's other questions
+    with (frame_store.video(video) if frame_store is not None else open_video(video)) as handle:
         trace = Trace(
             question_id=question_id,
             video=str(video),

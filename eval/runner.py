@@ -413,7 +413,17 @@ def select_pending(
         row = finished.get(question.question_id)
         if row is None or (retry_errors and row.status == "error"):
             pending.append(question)
-    return pending
+    return by_video(pending)
+
+
+def by_video(questions: list[Question]) -> list[Question]:
+    """The questions with those on the same video next to each other (videos in order of first
+    appearance, questions in dataset order within each), so that a video's frames are decoded once
+    and served to all its questions while they are in the frame store."""
+    groups: dict[str, list[Question]] = {}
+    for question in questions:
+        groups.setdefault(str(question.video_file()), []).append(question)
+    return [question for group in groups.values() for question in group]
 
 
 def run_evaluation(

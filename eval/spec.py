@@ -166,6 +166,7 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
     """Build the method and its models from ``spec`` (loads the model backend)."""
     from agent.backends import create_backend
     from eval.methods import MethodParts, create_method
+    from tools.frame_store import FrameStore
 
     backend = create_backend(spec.backend)
     settings = spec.backend.generation_settings()
@@ -201,7 +202,7 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
     method = create_method(spec.method, MethodParts(
         benchmark=benchmark, backend=backend, frames=spec.frames, settings=settings, cot=spec.cot,
         strict_official=spec.strict_official, searcher=searcher, agent_config=spec.agent, strategy=spec.strategy,
-        perception_backend=perception, labels=labels,
+        perception_backend=perception, labels=labels, frame_store=FrameStore(),
     ))
     config_extra["data"] = {"benchmark": benchmark.name, "source": dataset.source, "videos": str(spec.videos),
                             "questions": len(dataset.questions)}

@@ -296,6 +296,8 @@ class Video:
 
     def __init__(self, path: Path, impl: _DecordReader | _PyAVReader, *, allow_fallback: bool = False):
         self.path = path
+        # decoded frames shared across readers of this file (``tools.frame_store``); None: decode every time
+        self.frame_cache = None
         self._impl = impl
         self._allow_fallback = allow_fallback
         self._lock = threading.RLock()  # readers are not thread-safe
@@ -443,11 +445,18 @@ class Video:
         unique = list(dict.fromkeys(indices))
         got: dict[int, Frame] = {}
         skipped: dict[int, str] = {}
-        for item in self.iter_frames(unique):
-            if isinstance(item, Frame):
-                got[item.index] = item
-            else:
-                skipped[item[0]] = item[1]
+        cache, key = self.frame_cache, str(self.path)
+        with self._lock:  # check and fill the cache as one step: concurrent readers decode a frame once
+            if cache is not None:
+                got = {i: frame for i in unique if (frame := cache.get(key, i)) is not None}
+            missing = [i for i in unique if i not in got]
+            for item in self.iter_frames(missing) if missing else ():
+                if isinstance(item, Frame):
+                    got[item.index] = item
+                    if cache is not None:
+                        cache.put(key, item)
+                else:
+                    skipped[item[0]] = item[1]
         if not got:
             reason = next(iter(skipped.values()), "unknown reason")
             raise DecodeError(f"none of {len(unique)} requested frames could be decoded ({reason}): {self.path}")

@@ -1,6 +1,9 @@
 """Benchmarks, one folder each, registered by name: ``get_benchmark("mmr_v")``; see ``eval.benchmarks.base``."""
 
 from eval.benchmarks import mmr_v  # noqa: F401  (the built-in benchmarks register themselves)
+from eval.benchmarks import videommmu  # noqa: F401
+from eval.benchmarks import vsibench  # noqa: F401
+from eval.benchmarks import video_holmes  # noqa: F401
 from eval.benchmarks.base import (
     REGISTRY,
     Benchmark,

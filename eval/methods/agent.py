@@ -22,6 +22,7 @@ class AgentMethod:
         perception_backend: Any = None,
         labels: list[str] | None = None,
         on_event: Callable[[dict], None] | None = None,
+        frame_store: Any = None,
     ):
         from agent.config import AgentConfig
         from agent.strategies import get_strategy
@@ -33,6 +34,7 @@ class AgentMethod:
         self.perception_backend = perception_backend
         self.labels = list(labels or [])
         self.on_event = on_event
+        self.frame_store = frame_store
 
     def run(self, question: Any) -> MethodOutcome:
         from agent.run import solve  # the agent is optional for the uniform baseline
@@ -54,6 +56,7 @@ class AgentMethod:
             gold=question.answer if not choice or question.answer in question.letters else None,
             on_event=self.on_event,
             labels=self.labels or None,
+            frame_store=self.frame_store,
         )
         answer = trace.answer
         if answer is not None and answer.reason == "error":
@@ -110,4 +113,4 @@ def _agent(parts: MethodParts) -> AgentMethod:
     if parts.searcher is None:
         raise ConfigError("the agent method needs a frame searcher (frame index settings)")
     return AgentMethod(parts.backend, parts.searcher, config=parts.agent_config, strategy=parts.strategy,
-                       perception_backend=parts.perception_backend, labels=parts.labels)
+                       perception_backend=parts.perception_backend, labels=parts.labels, frame_store=parts.frame_store)

@@ -78,6 +78,7 @@ class MethodParts:
     strategy: str = "planner"
     perception_backend: "Backend | None" = None
     labels: list[str] = field(default_factory=list)
+    frame_store: Any = None  # tools.frame_store.FrameStore shared by the run's questions (None: one per method)
 
 
 MethodFactory = Callable[[MethodParts], Method]

@@ -26,8 +26,9 @@ class UniformMethod:
     name = "uniform"
 
     def __init__(self, benchmark: Any, backend: Any, *, frames: int = DEFAULT_FRAMES, cot: bool = False,
-                 strict_official: bool = False, settings: Any = None):
+                 strict_official: bool = False, settings: Any = None, frame_store: Any = None):
         from agent.backends.base import GenerationSettings
+        from tools.frame_store import FrameStore
 
         if frames < 1:
             raise SleuthError(f"--frames must be at least 1 (got {frames})")
@@ -37,15 +38,15 @@ class UniformMethod:
         self.cot = cot
         self.strict_official = strict_official
         self.settings = settings if settings is not None else benchmark.generation_settings(GenerationSettings())
+        self.frame_store = frame_store if frame_store is not None else FrameStore()
 
     def build_messages(self, question: Any, images: list[Any]) -> list[Any]:
         return self.benchmark.build_messages(question, images, cot=self.cot)
 
     def sample_frames(self, question: Any) -> list[Any]:
-        from tools.video import open_video
-
         path = question.video_file()
-        with open_video(path) as video:
+        # the run's store: the video is opened once and its frames decoded once for all its questions
+        with self.frame_store.video(path) as video:
             batch = video.read(self.benchmark.sample_indices(video.meta.n_frames, self.frames))
         if not batch.frames:
             reasons = "; ".join(reason for _, reason in batch.skipped[:2]) or "no frames"
@@ -89,4 +90,4 @@ class UniformMethod:
 @register_method("uniform")
 def _uniform(parts: MethodParts) -> UniformMethod:
     return UniformMethod(parts.benchmark, parts.backend, frames=parts.frames, cot=parts.cot,
-                         strict_official=parts.strict_official, settings=parts.settings)
+                         strict_official=parts.strict_official, settings=parts.settings, frame_store=parts.frame_store)

