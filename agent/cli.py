@@ -206,7 +206,7 @@ def ask(
     question_id: Annotated[Optional[str], typer.Option("--id", help="Question id for the trace (default: a hash of video, question and options).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
-    frames: FramesOpt = _DEFAULTS.max_frames,
+    frames: FramesOpt = None,
     strategy: StrategyOpt = "planner",
     max_steps: MaxStepsOpt = None,
     overview_frames: OverviewFramesOpt = None,
@@ -257,7 +257,7 @@ def ask(
         frame_fit=frame_fit,
     )
     agent_config = _agent_config(
-        **agent_budgets(frames=frames, max_steps=max_steps, overview_frames=overview_frames,
+        **agent_budgets(frames=frames or _DEFAULTS.max_frames, max_steps=max_steps, overview_frames=overview_frames,
                         token_budget=token_budget, max_tool_calls=max_tool_calls, perception_model=perception_model),
         image_max_side=image_max_side, image_detail=image_detail,
     )

@@ -124,7 +124,7 @@ def eval_command(
                      "agent: the tool-using agent (see --strategy)."),
     ] = "uniform",
     out: OutOpt = None,
-    frames: FramesOpt = 32,
+    frames: FramesOpt = None,
     limit: Annotated[
         Optional[int],
         typer.Option("--limit", min=0, rich_help_panel=EVAL_PANEL, help="Only the first N questions of the dataset."),
@@ -140,13 +140,14 @@ def eval_command(
     ] = False,
     cot: Annotated[
         bool,
-        typer.Option("--cot", rich_help_panel=EVAL_PANEL, help="uniform: use MMR-V's chain-of-thought template."),
+        typer.Option("--cot", rich_help_panel=EVAL_PANEL, help="uniform: the benchmark's chain-of-thought template, where it has one (MMR-V's --with_cot)."),
     ] = False,
     strict_official: Annotated[
         bool,
         typer.Option("--strict-official", rich_help_panel=EVAL_PANEL,
-                     help="uniform: read the answer exactly like the official script (FIRST [[X]], any letter A-L) "
-                     "instead of the last [[X]] among the question's letters."),
+                     help="uniform: read the answer exactly like the benchmark's official script where sleuth's "
+                     "default differs (MMR-V: the FIRST [[X]], any letter A-L, instead of the last [[X]] among the "
+                     "question's letters)."),
     ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", rich_help_panel=EVAL_PANEL, help="Show a progress bar.")
@@ -319,6 +320,11 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
         target[path[-1]] = value
     base = load_spec_file(config_file) if config_file is not None else {}
     merged = merge(base, values)
+    if "frames" not in base and not _given_by_user(ctx, "frames"):
+        # the benchmark's own protocol decides how many frames its end-to-end runs show (MMR-V: 32)
+        from eval.benchmarks import get_benchmark
+
+        merged["frames"] = get_benchmark(merged.get("benchmark", "mmr_v"), merged.get("variant")).default_frames
     merged["temperature_set"] = merged.get("temperature_set", False) or _given_by_user(ctx, "temperature")
     merged["max_tokens_set"] = merged.get("max_tokens_set", False) or _given_by_user(ctx, "max_tokens")
     agent = merged.setdefault("agent", {})
@@ -402,6 +408,12 @@ def score_command(
                      help="Whose responses to score: the <model> of <model>_raw_response (official files), "
                      "or the model column (ours)."),
     ] = None,
+    benchmark: Annotated[
+        str,
+        typer.Option("--benchmark", "-b",
+                     help="Whose official result-file format a file that is not sleuth's is in (sleuth's own rows "
+                     "name their benchmark)."),
+    ] = "mmr_v",
     extraction: Annotated[
         Literal["official", "last"],
         typer.Option("--extraction",
@@ -421,7 +433,7 @@ def score_command(
 
     from eval.score import score_file
 
-    cards = [score_file(path, model=model, extraction=extraction) for path in files]
+    cards = [score_file(path, model=model, extraction=extraction, benchmark=benchmark) for path in files]
     if json_output:
         _print_json([c.model_dump(mode="json") for c in cards] if len(cards) > 1 else cards[0].model_dump(mode="json"))
         # the JSON lists the lines; a person reading the terminal still hears about them (on stderr)

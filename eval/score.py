@@ -167,11 +167,13 @@ def read_results_rows(path: Path) -> list[ResultRow]:
     return list(rows.values())
 
 
-def _items_from_rows(rows: Iterable[ResultRow]) -> list[ScoredItem]:
+def _items_from_rows(rows: Iterable[ResultRow], variant: str | None = None) -> list[ScoredItem]:
+    """Scored items, each row judged by its benchmark (in the run's protocol ``variant``)."""
     items = []
     benchmarks: dict[str, Benchmark] = {}
     for row in rows:
-        benchmark = benchmarks.get(row.benchmark) or benchmarks.setdefault(row.benchmark, get_benchmark(row.benchmark))
+        benchmark = benchmarks.get(row.benchmark) or benchmarks.setdefault(
+            row.benchmark, get_benchmark(row.benchmark, variant))
         ok = row.status == "ok"
         score = _row_score(row, benchmark) if ok else 0.0
         items.append(
@@ -296,15 +298,17 @@ def load_items(
             rows = [r for r in rows if r.model == model]
             if not rows:
                 raise ScoreError(f"{path}: no rows for model {model!r}")
-        items = _items_from_rows(rows)
-        models = sorted({r.model for r in rows if r.model})
-        methods = sorted({r.method for r in rows})
         # a run directory's results.jsonl sits next to its config.json
         config = _read_run_config(path.parent)
+        variant = config.get("variant") if isinstance(config.get("variant"), str) else None
+        items = _items_from_rows(rows, variant)
+        models = sorted({r.model for r in rows if r.model})
+        methods = sorted({r.method for r in rows})
         invalid = config.get("invalid_rows")
         return items, {
             "format": "sleuth",
             "benchmark": rows[0].benchmark,
+            "variant": variant,
             "model": ", ".join(models),
             "method": ", ".join(methods),
             "invalid": [str(line) for line in invalid] if isinstance(invalid, list) else [],
@@ -359,7 +363,7 @@ def _mean(values: list[float | int | None]) -> float | None:
 
 def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, Any] | None = None) -> Scorecard:
     facts = facts or {}
-    benchmark = get_benchmark(facts.get("benchmark") or (items[0].benchmark if items else "mmr_v"))
+    benchmark = get_benchmark(facts.get("benchmark") or (items[0].benchmark if items else "mmr_v"), facts.get("variant"))
     groups = [_group_score("overall", "Overall", items)]
     paper_overall = benchmark.overall_accuracy([i for i in items if i.status == "ok"])
     if paper_overall is not None:  # e.g. a mean of task means: no interval of a proportion applies

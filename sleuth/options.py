@@ -32,8 +32,9 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", rich_help_panel=OUTPUT_PANEL, help="Print the result as JSON on stdout.")
 ]
 FramesOpt = Annotated[
-    int,
-    typer.Option("--frames", min=1,
+    Optional[int],
+    typer.Option("--frames", min=1, show_default=False,
                  help="Frames one question may show a model: the uniform method's frames per question, the agent's "
-                 "total (overview included), so methods compare at equal frames."),
+                 "total (overview included), so methods compare at equal frames. Default: the benchmark's "
+                 "official protocol (MMR-V: 32)."),
 ]

@@ -91,10 +91,10 @@ _ID = re.compile(r"^[^_]+_.+_\d+$")  # extract_subset_name's pattern: <split>_<s
 # --------------------------------------------------------------------------- reading
 
 
-def track_of_path(path: Path, root: Path | None = None) -> str | None:
-    """The track a file holds, from a folder named after it or the file's name (``perception_video.json``)."""
-    parts = path.relative_to(root).parts[:-1] if root is not None else path.parts[:-1]
-    names = [p.lower() for p in parts]
+def track_of_path(path: Path, root: Path) -> str | None:
+    """The track a file holds, from a folder under ``root`` named after it or the file's name
+    (``perception_video.json``)."""
+    names = [part.lower() for part in path.relative_to(root).parts[:-1]]
     stem = path.name.split(".")[0].lower()
     for track in TRACKS:
         if track.lower() in names or stem in (track.lower(), f"{track.lower()}_video"):
@@ -130,12 +130,13 @@ def _by_track_json(path: Path) -> list[Any] | None:
 
 
 def read_file(path: Path, root: Path | None = None) -> list[Any]:
+    """A file's records, each with its track (a single file's own folders say nothing: ``root`` is its folder)."""
     if path.suffix.lower() == ".json":
         records = _by_track_json(path)
         if records is not None:
             return records
     _, records = read_records(path)
-    return _tagged(records, track_of_path(path, root))
+    return _tagged(records, track_of_path(path, root or path.parent))
 
 
 def read_folder(folder: Path) -> list[Any]:
@@ -219,7 +220,8 @@ def normalise_record(record: dict[str, Any], index: int, *, videos_dir: Path | N
 
     track = record.get("track")
     if track not in TRACKS:
-        raise reject(f"track {track!r} is not one of {', '.join(TRACKS)} (name it by the file, folder or a 'track' field)")
+        raise reject(f"track {track!r} is not one of {', '.join(TRACKS)} "
+                     f"(name it by the file, its folder or a 'track' field)")
     if not isinstance(raw_id, str) or not _ID.match(raw_id):
         raise reject(f"id {raw_id!r} is not <split>_<subject>_<number>, which the official code needs")
     subject = subject_of(raw_id)

@@ -53,9 +53,8 @@ from eval.benchmarks.vsibench.records import (
     DATASET_LABELS,
     DATASETS,
     HUB_DATASET,
-    QUESTION_TYPE_LABELS,
-    QUESTION_TYPES,
     REL_DIRECTION,
+    REL_DIRECTION_LABELS,
     REL_DIRECTION_TYPES,
     TASK_LABELS,
     TASKS,
@@ -70,6 +69,7 @@ NA_POST_PROMPT = "vsibench_na_post"
 NA_POST_PROMPT_NUMBER = "vsibench_na_post_number"  # the yaml's gemini_api and gpt4v profiles
 MAX_NEW_TOKENS = 16  # vsibench.yaml generation_kwargs
 GEMINI_MAX_TOKENS = 8192  # gemini_api.py fixes max_output_tokens and ignores the task's max_new_tokens
+INTERNVL2_TILE = 448  # internvl2.py input_size
 
 VARIANTS = {
     "gpt4v": "GPT-4o as the official script runs it (lmms-eval model gpt4v, run with --frames 16): the NA "
@@ -79,12 +79,25 @@ VARIANTS = {
               "first user turn and the prompt in a second, up to 8192 new tokens; the official code uploads the "
               "whole video instead, which frames cannot reproduce",
     "internvl2": "InternVL2 as the official script runs it (run with --frames 8): segment-centre frame indices, "
-                 "each frame after a 'Frame<i>: ' label, then the prompt",
+                 "each frame squashed to one 448x448 tile (max_num=1) after a 'Frame<i>: ' label, then the prompt",
     "paper-mra": "mean relative accuracy as the paper's Eq. 1 writes it: strict < (the code uses <=), computed "
                  "exactly on the numbers as written",
     "lenient-number": "numbers read as lmms-eval HEAD (eab6655a) reads them: the first number anywhere in the reply, "
                       "digits or English number words (the official code: float() of the first token)",
 }
+
+
+def _table1(name: str, average: float, columns: tuple[float, ...], note: str) -> Reference:
+    """A row of the paper's Table 1, its task columns in Table 1 order."""
+    return Reference(name, average, dict(zip(TASK_LABELS.values(), columns)), note)
+
+
+def _internvl2_tile(image: Any) -> np.ndarray:
+    """internvl2.load_video with max_num=1: the frame resized to one 448x448 tile (bicubic, aspect not kept),
+    which an InternVL server's own tiling then leaves as one tile."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.asarray(image)).resize((INTERNVL2_TILE, INTERNVL2_TILE), Image.BICUBIC))
 
 
 @register_benchmark
@@ -96,26 +109,21 @@ class VSIBench(Benchmark):
     variants = VARIANTS
     groupings = (
         Grouping("task", "task", order=TASKS, labels=TASK_LABELS, closed=True, headline=True),
-        Grouping("question_type", "question type", order=QUESTION_TYPES, labels=QUESTION_TYPE_LABELS),
+        # the sub-types the official aggregation averages into Rel. Dir. (the other types are their own task)
+        Grouping("question_type", "relative direction", order=REL_DIRECTION_TYPES, labels=REL_DIRECTION_LABELS,
+                 closed=True),
         Grouping("dataset", "source dataset", order=DATASETS, labels=DATASET_LABELS),
     )
     # Paper Table 1 (v2), in percent: reported, not runs of ours. Avg. is the mean of the 8 task columns.
     references = (
-        Reference("GPT-4o", 34.0, dict(zip(TASK_LABELS.values(), (46.2, 5.3, 43.8, 38.2, 37.0, 41.3, 31.5, 28.5))),
-                  "16 frames"),
-        Reference("Gemini-1.5 Flash", 42.1,
-                  dict(zip(TASK_LABELS.values(), (49.8, 30.8, 53.5, 54.4, 37.7, 41.0, 31.5, 37.8))), "whole video"),
-        Reference("Gemini-1.5 Pro", 45.4,
-                  dict(zip(TASK_LABELS.values(), (56.2, 30.9, 64.1, 43.6, 51.3, 46.3, 36.0, 34.6))), "whole video"),
-        Reference("LLaVA-Video-72B", 40.9,
-                  dict(zip(TASK_LABELS.values(), (48.9, 22.8, 57.4, 35.3, 42.4, 36.7, 35.0, 48.6))), "32 frames"),
-        Reference("LLaVA-OneVision-72B", 40.2,
-                  dict(zip(TASK_LABELS.values(), (43.5, 23.9, 57.6, 37.5, 42.5, 39.9, 32.5, 44.6))), "32 frames"),
-        Reference("Chance (frequency)", 34.0,
-                  dict(zip(TASK_LABELS.values(), (62.1, 32.0, 29.9, 33.1, 25.1, 47.9, 28.4, 25.2))),
-                  "the most frequent answer per task"),
-        Reference("Human", 79.2, dict(zip(TASK_LABELS.values(), (94.3, 47.0, 60.4, 45.9, 94.7, 95.8, 95.8, 100.0))),
-                  "VSI-Bench (tiny), 400 questions"),
+        _table1("GPT-4o", 34.0, (46.2, 5.3, 43.8, 38.2, 37.0, 41.3, 31.5, 28.5), "16 frames"),
+        _table1("Gemini-1.5 Flash", 42.1, (49.8, 30.8, 53.5, 54.4, 37.7, 41.0, 31.5, 37.8), "whole video"),
+        _table1("Gemini-1.5 Pro", 45.4, (56.2, 30.9, 64.1, 43.6, 51.3, 46.3, 36.0, 34.6), "whole video"),
+        _table1("LLaVA-Video-72B", 40.9, (48.9, 22.8, 57.4, 35.3, 42.4, 36.7, 35.0, 48.6), "32 frames"),
+        _table1("LLaVA-OneVision-72B", 40.2, (43.5, 23.9, 57.6, 37.5, 42.5, 39.9, 32.5, 44.6), "32 frames"),
+        _table1("Chance (frequency)", 34.0, (62.1, 32.0, 29.9, 33.1, 25.1, 47.9, 28.4, 25.2),
+                "the most frequent answer per task"),
+        _table1("Human", 79.2, (94.3, 47.0, 60.4, 45.9, 94.7, 95.8, 95.8, 100.0), "VSI-Bench (tiny), 400 questions"),
     )
     reference_source = ("VSI-Bench paper (arXiv 2412.14171v2) Table 1, the full set of 5,130 questions unless noted; "
                         "reported, not run here")
@@ -153,16 +161,17 @@ class VSIBench(Benchmark):
         from agent.backends.base import ImagePart, Message, TextPart
 
         text = TextPart(text=self.prompt_text(question, cot=cot))
+        if self.variant == "internvl2":  # internvl2.py: "Frame1: <image>\nFrame2: <image>\n" + prompt
+            parts: list[Any] = []
+            for number, image in enumerate(images, start=1):
+                parts += [TextPart(text=("\n" if number > 1 else "") + f"Frame{number}: "),
+                          ImagePart.from_array(_internvl2_tile(image))]
+            return [Message(role="user", content=[*parts, TextPart(text="\n" + text.text)])]
         frames = [ImagePart.from_array(image) for image in images]
         if self.variant == "gpt4v":  # gpt4v.py: the text part, then the frames
             return [Message(role="user", content=[text, *frames])]
         if self.variant == "gemini":  # gemini_api.py: the video as a first user turn, the prompt sent after it
             return [Message(role="user", content=frames), Message(role="user", content=[text])]
-        if self.variant == "internvl2":  # internvl2.py: "Frame1: <image>\nFrame2: <image>\n" + prompt
-            parts: list[Any] = []
-            for number, frame in enumerate(frames, start=1):
-                parts += [TextPart(text=("\n" if number > 1 else "") + f"Frame{number}: "), frame]
-            return [Message(role="user", content=[*parts, TextPart(text="\n" + text.text)])]
         return [Message(role="user", content=[*frames, text])]
 
     def generation_settings(self, base):
@@ -208,14 +217,15 @@ class VSIBench(Benchmark):
         """Relative direction as the official code scores it: the mean of the sub-type means (the task row
         of the score table is the mean over its questions, which weighs the sub-types by their size)."""
         lines = []
-        labels = [QUESTION_TYPE_LABELS[t] for t in REL_DIRECTION_TYPES]
+        labels = set(REL_DIRECTION_LABELS.values())
         for name, (card, _config) in runs.items():
             means = [g.accuracy for g in card.groups
                      if g.kind == "question_type" and g.name in labels and g.accuracy is not None]
             task = next((g for g in card.groups if g.kind == "task" and g.name == TASK_LABELS[REL_DIRECTION]), None)
             if means and task is not None and task.accuracy is not None:
+                official, pooled = 100 * sum(means) / len(means), 100 * task.accuracy
                 lines.append(f"{name}: Rel. Dir. as the official code scores it (mean of the easy, medium and hard "
-                             f"means) {100 * sum(means) / len(means):.1f}; over its questions {100 * task.accuracy:.1f}")
+                             f"means) {official:.1f}; over its questions {pooled:.1f}")
         return lines
 
     def download(self, directory, *, fetch=True, extract=True, revision=None, progress=True, console=None):

@@ -54,7 +54,8 @@ def fetch_snapshot(root: Path, *, revision: str | None = None) -> None:
         )
     except ImportError:
         raise DownloadError("downloading VSI-Bench needs huggingface_hub: pip install 'sleuth[hub]'") from None
-    elsewhere = f"or fetch it where there is network and run `sleuth data download {root} --benchmark vsibench --skip-fetch`"
+    elsewhere = (f"or fetch it where there is network and run "
+                 f"`sleuth data download {root} --benchmark vsibench --skip-fetch`")
     try:
         snapshot_download(repo_id=HUB_DATASET, repo_type="dataset", revision=revision, local_dir=str(root))
     except GatedRepoError:  # before RepositoryNotFoundError, its parent
@@ -71,7 +72,9 @@ def fetch_snapshot(root: Path, *, revision: str | None = None) -> None:
         raise DownloadError(f"cannot reach the Hugging Face Hub (offline, or HF_HUB_OFFLINE=1); {elsewhere}") from None
     except Exception as exc:  # the hub client raises many types (connection, timeouts, HTTP)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DownloadError(f"could not download {HUB_DATASET} ({type(exc).__name__}: {message}); {elsewhere}") from None
+        raise DownloadError(
+            f"could not download {HUB_DATASET} ({type(exc).__name__}: {message}); {elsewhere}"
+        ) from None
 
 
 def _checked_name(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath:

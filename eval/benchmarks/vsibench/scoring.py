@@ -1,10 +1,11 @@
 """Reading and scoring VSI-Bench answers, as the official ``lmms_eval/tasks/vsibench/utils.py`` does.
 
-- ``first_token``: ``reply.split(' ')[0].rstrip('.').strip()``, the official
-  ``fuzzy_matching``. It splits on the space character only, so a reply whose
-  letter is followed by a line break (``"B\\nThe stove ..."``) or starts with
-  a space reads as no answer; the official scorer gives it 0 and so do we,
-  counting it as an extraction failure.
+- rule ``first_token``: ``reply.split(' ')[0].rstrip('.').strip()``, the
+  official ``fuzzy_matching`` (rule ``none`` when it gives no answer). It
+  splits on the space character only, so a reply whose letter is followed by
+  a line break (``"B\\nThe stove ..."``) or starts with a space reads as no
+  answer; the official scorer gives it 0 and so do we, counting it as an
+  extraction failure.
 - multiple choice: that token compared with the gold letter, ignoring case
   (the official ``exact_match`` lower-cases both). Any single letter is kept
   as the prediction, even one the options lack, since the official comparison
@@ -12,10 +13,11 @@
 - numbers: ``float()`` of that token (the official ``to_float``); a token
   that is not a finite number is no answer (``nan`` and ``inf`` parse but
   score 0 in the official code too).
-- ``lenient_number``: the rule lmms-eval HEAD (``eab6655a``) uses for numbers
-  instead: the first number in the reply, as digits (``-?\\d+(\\.\\d+)?``) or a
-  run of English number words ("twenty-one", "three hundred and five"),
-  whichever comes first.
+- the ``lenient-number`` variant, lmms-eval HEAD's rule for numbers
+  (``eab6655a``): the first number in the reply, as digits
+  (``-?\\d+(\\.\\d+)?``, rule ``number``) or a run of English number words
+  ("twenty-one", "three hundred and five", rule ``number_word``), whichever
+  comes first.
 
 Mean relative accuracy: ``eval.benchmarks.base.mean_relative_accuracy`` is
 the official computation (``<=`` against ``1 - numpy.linspace(.5, .95, 10)``,

@@ -1,0 +1,260 @@
+"""Where a question's time goes outside the model: ``python -m tools.bench_eval`` (from a source checkout).
+
+A scripted OpenAI-compatible server (the test suite's, ``tests/fake_openai.py``)
+answers every request after a fixed ``--delay``, so everything else a
+question takes is sleuth's own overhead. For the uniform method (one request
+with the official frames) and the agent (search, view two frames, answer:
+three requests after an 8-frame overview), over four questions per video as
+MMR-V asks, it reports per question: wall time, model time (requests x
+delay), the overhead and its share of the wall time, broken down by stage
+(decoding, JPEG encoding, CLIP text encoding, opening videos, the rest).
+
+Each configuration runs twice, side by side: ``fresh`` opens the video and
+decodes its frames anew for every question (what each question cost before
+the run-wide frame store), ``store`` shares one ``FrameStore`` across the run.
+The frame index is built before timing (a warm cache, as on any run after
+the first). ``--concurrency`` adds throughput runs against the server's
+capacity, ``concurrency / (requests per question x delay)`` questions/s.
+
+Videos: the bundled clip and a 5-minute 720p synthetic clip (``--minutes``;
+made once by ``tools.synthetic_footage`` and cached).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS_PER_VIDEO = 4
+STAGES = ("decode", "jpeg", "text_encoding", "video_open")
+
+
+class StageClock:
+    """Seconds spent in each instrumented stage, summed over threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def patched(self) -> Any:
+        from agent.backends import base as backend_base
+        from tools import frame_store, search, video
+
+        targets = [
+            (video.Video, "iter_frames", "decode", True),
+            (backend_base.ImagePart, "from_array", "jpeg", False),
+            (search.FrameSearcher, "embed_text", "text_encoding", False),
+            (frame_store, "open_video", "video_open", False),
+            (video, "open_video", "video_open", False),
+        ]
+        saved = []
+        for owner, name, stage, generator in targets:
+            original = owner.__dict__[name]
+            saved.append((owner, name, original))
+            setattr(owner, name, self._timed(original, stage, generator))
+        try:
+            yield self
+        finally:
+            for owner, name, original in reversed(saved):
+                setattr(owner, name, original)
+
+    def _timed(self, original: Any, stage: str, generator: bool) -> Any:
+        func = original.__func__ if isinstance(original, classmethod) else original
+
+        def add(seconds: float) -> None:
+            with self._lock:
+                self.seconds[stage] += seconds
+
+        if generator:
+            def timed_gen(*args: Any, **kwargs: Any) -> Any:
+                iterator = func(*args, **kwargs)
+                while True:
+                    started = time.perf_counter()
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        add(time.perf_counter() - started)
+                        return
+                    add(time.perf_counter() - started)
+                    yield item
+            return timed_gen
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                add(time.perf_counter() - started)
+
+        return classmethod(timed) if isinstance(original, classmethod) else timed
+
+
+class FreshStore:
+    """A frame store that shares nothing: every question opens and decodes anew (the cost before the store)."""
+
+    @contextlib.contextmanager
+    def video(self, path: Any) -> Any:
+        from tools.frame_store import FrameStore
+
+        store = FrameStore()
+        try:
+            with store.video(path) as video:
+                yield video
+        finally:
+            store.close()
+
+
+def _questions(videos: list[Path]) -> list[Any]:
+    from eval.dataset import Question
+
+    options = ["(A) a red ball", "(B) a blue car", "(C) a person", "(D) nothing"]
+    return [
+        Question(question_id=f"{video.stem}-{i}", video=video.name, video_path=video,
+                 question=f"What moves in scene {i}?", options=options, letters=list("ABCD"), answer="A")
+        for video in videos for i in range(QUESTIONS_PER_VIDEO)
+    ]
+
+
+def _agent_script(body: dict) -> Any:
+    from tests.fake_openai import Call, ToolCalls
+
+    done = sum(1 for m in body["messages"] if m.get("role") == "tool")
+    if done == 0:
+        return ToolCalls([Call("search_frames", {"query": "a red ball rolling", "k": 4})])
+    if done == 1:
+        return ToolCalls([Call("view_frames", {"timestamps": [1.0, 3.0]})])
+    return ToolCalls([Call("answer", {"option": "A", "rationale": "seen", "evidence": [1.0]})])
+
+
+def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from agent.backends import create_backend
+    from agent.backends.config import BackendConfig
+    from agent.config import AgentConfig
+    from eval.benchmarks.mmr_v import MMRV
+    from eval.methods.agent import AgentMethod
+    from eval.methods.uniform import UniformMethod
+    from eval.runner import run_evaluation
+    from tests.fake_openai import FakeOpenAIServer, Text
+    from tools.frame_store import FrameStore
+    from tools.options import IndexConfig
+    from tools.search import FrameSearcher
+    from tools.synthetic_footage import cached_footage
+
+    videos = [ROOT / "sleuth" / "examples" / "bigbuckbunny.mp4"]
+    if minutes > 0:
+        videos.append(cached_footage(Path.home() / ".cache" / "sleuth" / "footage", minutes=minutes, size=(1280, 720)))
+    searcher = FrameSearcher(IndexConfig(clip_model="ViT-B-32-256", pretrained=None, random_weights=True,
+                                         cache_dir=cache_dir / "index"))
+    for video in videos:  # warm: the index exists before any question is timed
+        searcher.index(video)
+    results: dict[str, Any] = {"delay_s": delay, "videos": [v.name for v in videos], "runs": []}
+
+    with FakeOpenAIServer() as server:
+        backend = create_backend(BackendConfig(model="fake-model", base_url=server.base_url, api_key="k",
+                                               max_retries=0))
+        requests_per_question = {"uniform": 1, "agent": 3}
+
+        def responder(kind: str):
+            def answer(body: dict) -> Any:
+                time.sleep(delay)
+                return Text("[[A]]") if kind == "uniform" else _agent_script(body)
+            return answer
+
+        def method(kind: str, store: Any) -> Any:
+            if kind == "uniform":
+                return UniformMethod(MMRV(), backend, frames=32, frame_store=store)
+            return AgentMethod(backend, searcher, config=AgentConfig(max_frames=32, overview_frames=8, max_steps=4),
+                               frame_store=store)
+
+        for video in videos:
+            questions = [q for q in _questions([video])]
+            for kind in ("uniform", "agent"):
+                for mode in ("fresh", "store"):
+                    server.responder = responder(kind)
+                    store = FreshStore() if mode == "fresh" else FrameStore()
+                    clock = StageClock()
+                    with tempfile.TemporaryDirectory() as out, clock.patched():
+                        started = time.perf_counter()
+                        summary = run_evaluation(questions, method(kind, store), out, progress=False, model="fake-model",
+                                                 handle_signals=False, benchmark=MMRV())
+                        wall = time.perf_counter() - started
+                    n = summary.ran
+                    model = n * requests_per_question[kind] * delay
+                    overhead = wall - model
+                    stages = {s: round(clock.seconds.get(s, 0.0) / n, 3) for s in STAGES}
+                    results["runs"].append({
+                        "video": video.name, "method": kind, "frames": mode, "questions": n, "errors": summary.errors,
+                        "wall_s": round(wall / n, 3), "model_s": round(model / n, 3),
+                        "overhead_s": round(overhead / n, 3), "overhead_share": round(overhead / wall, 3),
+                        "stages_s": {**stages, "other": round(overhead / n - sum(stages.values()), 3)},
+                    })
+
+        for kind in ("uniform", "agent"):
+            server.responder = responder(kind)
+            questions = _questions(videos) * 2  # enough work to keep every worker busy
+            for k in concurrency:
+                for q_index, question in enumerate(questions):
+                    question.question_id = f"{question.video_path.stem}-{q_index}"
+                with tempfile.TemporaryDirectory() as out:
+                    started = time.perf_counter()
+                    summary = run_evaluation(questions, method(kind, FrameStore()), out, progress=False,
+                                             model="fake-model", concurrency=k, handle_signals=False, benchmark=MMRV())
+                    wall = time.perf_counter() - started
+                capacity = k / (requests_per_question[kind] * delay)
+                results["runs"].append({
+                    "method": kind, "concurrency": k, "questions": summary.ran,
+                    "questions_per_s": round(summary.ran / wall, 3), "capacity_per_s": round(capacity, 3),
+                    "share_of_capacity": round(summary.ran / wall / capacity, 3),
+                })
+    return results
+
+
+def main(
+    delay: Annotated[float, typer.Option("--delay", help="Seconds the server takes per request.")] = 0.5,
+    minutes: Annotated[float, typer.Option("--minutes", help="Length of the synthetic 720p clip (0: none).")] = 5.0,
+    concurrency: Annotated[list[int], typer.Option("--concurrency", help="Throughput runs (repeatable).")] = [1, 4, 8],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Per-question overhead by stage, before and with the frame store, and throughput against capacity."""
+    with tempfile.TemporaryDirectory(prefix="sleuth-bench-eval-") as tmp:
+        results = measure(delay=delay, minutes=minutes, concurrency=concurrency, cache_dir=Path(tmp))
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"per question, model delay {delay:g} s")
+    for column in ("video", "method", "frames", "wall s", "model s", "overhead s", "overhead %", *STAGES, "other"):
+        table.add_column(column, justify="right")
+    throughput = Table(title="throughput")
+    for column in ("method", "concurrency", "questions/s", "capacity/s", "share"):
+        throughput.add_column(column, justify="right")
+    for row in results["runs"]:
+        if "concurrency" in row:
+            throughput.add_row(row["method"], str(row["concurrency"]), f"{row['questions_per_s']:.2f}",
+                               f"{row['capacity_per_s']:.2f}", f"{row['share_of_capacity']:.2f}")
+            continue
+        stages = row["stages_s"]
+        table.add_row(row["video"], row["method"], row["frames"], f"{row['wall_s']:.2f}", f"{row['model_s']:.2f}",
+                      f"{row['overhead_s']:.2f}", f"{100 * row['overhead_share']:.0f}",
+                      *(f"{stages[s]:.2f}" for s in (*STAGES, "other")))
+    console = Console()
+    console.print(table)
+    console.print(throughput)
+
+
+if __name__ == "__main__":
+    typer.run(main)
