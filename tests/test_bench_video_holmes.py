@@ -23,7 +23,7 @@ from eval.benchmarks.video_holmes.download import DownloadError, download
 from eval.dataset import normalise_records
 from eval.results import RESULTS_FILE
 from sleuth.errors import ConfigError
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import assert_resumes_with_nothing_to_do, run_cli
 from tests.fake_openai import Call, Text, ToolCalls
 
 SAMPLES = Path(__file__).parent / "data" / "video_holmes_samples.json"
@@ -355,6 +355,7 @@ def test_eval_score_and_report_end_to_end(fake_openai, synthetic_video, tiny_cli
     uniform = tmp_path / "uniform"
     code, _, err = run_cli([*common, "--method", "uniform", "--out", str(uniform)], capsys)
     assert code == 0, err
+    assert_resumes_with_nothing_to_do([*common, "--method", "uniform", "--out", str(uniform)], capsys, fake_openai)
     body = fake_openai.requests[0]
     assert "temperature" not in body and body["max_tokens"] == 1024
     content = body["messages"][0]["content"]

@@ -23,7 +23,7 @@ from eval.dataset import DatasetError
 from eval.results import RESULTS_FILE
 from prompts import load_prompt
 from sleuth.errors import ConfigError
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import assert_resumes_with_nothing_to_do, run_cli
 from tests.fake_openai import Call, Text, ToolCalls
 from tests.video_fixtures import decode_index
 
@@ -405,6 +405,7 @@ def test_eval_score_and_report_with_delta_knowledge(fake_openai, videommmu_video
     video_run = tmp_path / "with-video"
     code, _, err = run_cli([*common, "--method", "uniform", "--out", str(video_run)], capsys)
     assert code == 0, err
+    assert_resumes_with_nothing_to_do([*common, "--method", "uniform", "--out", str(video_run)], capsys, fake_openai)
     rows = _rows(video_run)
     assert {qid: (r["prediction"], r["extraction"], r["correct"]) for qid, r in rows.items()} == {
         qid: (prediction, rule, right) for qid, (_, prediction, rule, right) in WITH_VIDEO.items()}

@@ -17,7 +17,7 @@ from eval.results import RESULTS_FILE, ScoredItem
 from eval.score import score_items
 from prompts import load_prompt
 from sleuth.errors import ConfigError, SleuthError
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import assert_resumes_with_nothing_to_do, run_cli
 from tests.fake_openai import Call, Text, ToolCalls
 
 SAMPLES = Path(__file__).parent / "data" / "vsibench_samples.json"
@@ -364,6 +364,8 @@ def test_uniform_and_agent_runs_score_and_report(fake_openai, page_data, tiny_cl
     uniform = tmp_path / "uniform"
     code, _, err = run_cli([*common, "--method", "uniform", "--frames", "8", "--out", str(uniform)], capsys)
     assert code == 0, err
+    assert_resumes_with_nothing_to_do([*common, "--method", "uniform", "--frames", "8", "--out", str(uniform)], capsys,
+                                      fake_openai)
     stove = next(b for b in fake_openai.requests if "stove" in _prompt_of(b))
     content = stove["messages"][0]["content"]
     assert len(stove["messages"]) == 1 and [p["type"] for p in content] == ["image_url"] * 8 + ["text"]

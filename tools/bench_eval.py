@@ -179,7 +179,7 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                                frame_store=store)
 
         for video in videos:
-            questions = [q for q in _questions([video])]
+            questions = _questions([video])
             for kind in ("uniform", "agent"):
                 for mode in ("fresh", "store"):
                     server.responder = responder(kind)
@@ -203,10 +203,10 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
 
         for kind in ("uniform", "agent"):
             server.responder = responder(kind)
-            questions = _questions(videos) * 2  # enough work to keep every worker busy
+            # two rounds of every video's questions, each its own question: enough to keep every worker busy
+            questions = [q.model_copy(update={"question_id": f"{q.question_id}-r{r}"})
+                         for r in range(2) for q in _questions(videos)]
             for k in concurrency:
-                for q_index, question in enumerate(questions):
-                    question.question_id = f"{question.video_path.stem}-{q_index}"
                 with tempfile.TemporaryDirectory() as out:
                     started = time.perf_counter()
                     summary = run_evaluation(questions, method(kind, FrameStore()), out, progress=False,
