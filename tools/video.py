@@ -37,6 +37,10 @@ ReaderName = Literal["decord", "pyav"]
 ScanDecoder = Literal["auto", "scan", "reader"]
 
 _DECODE_CHUNK = 16  # frames per decord batch: bounds memory, keeps seeks amortised
+# Scattered frames (each a seek from its keyframe) are split over several decord readers decoding at
+# once, with at least this many frames each, on at most this many readers (decord releases the GIL).
+PARALLEL_MIN_FRAMES = 4
+PARALLEL_MAX_READERS = 4
 # ``Video.scan`` uses the sequential scan when the wanted frames spread over at
 # least this many frames, and at least SCAN_MIN_STRIDE frames per wanted one.
 SCAN_MIN_SPAN = 300
@@ -298,6 +302,7 @@ class Video:
         self.path = path
         # decoded frames shared across readers of this file (``tools.frame_store``); None: decode every time
         self.frame_cache = None
+        self._helpers: list[_DecordReader] = []  # extra decord readers for parallel decoding, opened on demand
         self._impl = impl
         self._allow_fallback = allow_fallback
         self._lock = threading.RLock()  # readers are not thread-safe
@@ -339,6 +344,9 @@ class Video:
         with self._lock:
             if self._impl is not None:
                 self._impl.close()
+            for helper in self._helpers:
+                helper.close()
+            self._helpers = []
             if self._scan:
                 self._scan.close()
             self._scan = None
@@ -450,6 +458,14 @@ class Video:
             if cache is not None:
                 got = {i: frame for i in unique if (frame := cache.get(key, i)) is not None}
             missing = [i for i in unique if i not in got]
+            parallel = self._read_in_parallel(missing)
+            if len(parallel) == len(missing):
+                for i, frame in parallel.items():
+                    got[i] = frame
+                    if cache is not None:
+                        cache.put(key, frame)
+                missing = []
+            # else: nothing tried, or a frame failed: the sequential path decodes, falls back and reports as ever
             for item in self.iter_frames(missing) if missing else ():
                 if isinstance(item, Frame):
                     got[item.index] = item
@@ -462,6 +478,32 @@ class Video:
             raise DecodeError(f"none of {len(unique)} requested frames could be decoded ({reason}): {self.path}")
         frames = [got[i] for i in indices if i in got]
         return FrameBatch(frames=frames, skipped=sorted(skipped.items()))
+
+    def _read_in_parallel(self, indices: list[int]) -> dict[int, Frame]:
+        """Decode scattered frames with several decord readers at once (bit-identical: the same decoder
+        on the same file); {} when too few frames, one core, or another reader is in use. A frame a
+        reader cannot decode is left out (the caller then decodes the whole request sequentially)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tools.frame_index import available_cores
+
+        workers = min(PARALLEL_MAX_READERS, available_cores(), len(indices) // PARALLEL_MIN_FRAMES)
+        if workers < 2 or self._impl is None or self._impl.name != "decord":
+            return {}
+        try:
+            while len(self._helpers) < workers - 1:
+                self._helpers.append(_DecordReader(self.path))
+        except Exception:
+            return {}  # the main reader still works; decode sequentially
+        readers = [self._impl, *self._helpers[: workers - 1]]
+        parts = [part.tolist() for part in np.array_split(np.sort(np.asarray(indices)), workers)]
+
+        def decode(reader: _DecordReader, part: list[int]) -> list[tuple[int, np.ndarray]]:
+            return [(i, image) for i, image, _ in reader.read(part) if image is not None]
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sleuth-decode") as pool:
+            decoded = [item for chunk in pool.map(decode, readers, parts) for item in chunk]
+        return {i: Frame(index=i, t=float(self._times[i]), image=_as_rgb(image)) for i, image in decoded}
 
     def iter_frames(self, indices: Sequence[int]) -> Iterator[Frame | tuple[int, str]]:
         """Decode frames one by one: yields a ``Frame``, or ``(index, reason)`` for a frame that failed.
