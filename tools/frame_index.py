@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from sleuth.errors import ConfigError, SleuthError
+from tools.cores import available_cores
 from tools.options import DEFAULT_BATCH_SIZE, DEFAULT_MIN_GAP_S, DEFAULT_QUEUE_DEPTH
 from tools.video import DecodeError, ScanDecoder, Video, VideoMeta, WindowError
 
@@ -467,15 +468,6 @@ def default_workers(device: str, cores: int | None = None) -> int:
         return 1
     cores = cores or available_cores()
     return 2 if cores >= 2 else 1
-
-
-def available_cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _decode_failures_named(batches: Iterator[DecodedBatch], path: Path) -> Iterator[DecodedBatch]:

@@ -485,7 +485,7 @@ class Video:
         reader cannot decode is left out (the caller then decodes the whole request sequentially)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from tools.frame_index import available_cores
+        from tools.cores import available_cores
 
         workers = min(PARALLEL_MAX_READERS, available_cores(), len(indices) // PARALLEL_MIN_FRAMES)
         if workers < 2 or self._impl is None or self._impl.name != "decord":
