@@ -153,6 +153,8 @@ def test_registered_benchmark_and_strategy_run_score_and_report(
     assert markdown.startswith("# Toy Counting evaluation report")
     assert "| Run | Method | Model | Questions | Errors | Overall | 95% CI (Wilson) | kitchen | garage |" in markdown
     assert "| Counting oracle (paper) | 100.0 | 100.0 | 100.0 | reported |" in markdown
+    index = (report / "browser" / "index.html").read_text(encoding="utf-8")
+    assert 'data-run="agent"' in index and 'data-accuracy="0.5"' in index  # partial credit counts, as in score
 
 
 def test_unknown_names_fail_with_the_registered_choices(fake_openai, counting_data, tmp_path, capsys):

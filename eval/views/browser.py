@@ -120,6 +120,11 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _score(row: ResultRow) -> float:
+    """A row's score in [0, 1] (rows written before scores were recorded: 1 when correct)."""
+    return row.score if row.score is not None else float(row.correct)
+
+
 def _benchmark_of(runs: list[RunData]) -> Benchmark:
     names = sorted({row.benchmark for run in runs for row in run.rows.values()}) or ["mmr_v"]
     return get_benchmark(names[0])
@@ -137,7 +142,7 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, A
             continue
         for value in grouping.order:
             subset = [r for r in answered if benchmark.groups_of_row(r).get(grouping.key) == value]
-            accuracy = (sum(r.correct for r in subset) / len(subset)) if subset else None
+            accuracy = _mean([_score(r) for r in subset])
             headline.append((grouping.labels.get(value, value), accuracy))
     costs = [r.cost_usd for r in answered if r.cost_usd is not None]
     methods = sorted({r.method for r in rows})
@@ -149,7 +154,7 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, A
         "model": ", ".join(models) or str(run.config.get("model", "")),
         "questions": len(rows),
         "correct": sum(r.correct for r in answered),
-        "accuracy": (sum(r.correct for r in answered) / len(answered)) if answered else None,
+        "accuracy": _mean([_score(r) for r in answered]),  # the mean score: partial credit counts, as in score
         "headline": headline,
         "errors": len(rows) - len(answered),
         "mean_frames": _mean([r.frames for r in answered]),
