@@ -96,7 +96,7 @@ def eval_command(
     benchmark: Annotated[
         str,
         typer.Option("--benchmark", "-b", rich_help_panel=EVAL_PANEL,
-                     help="Benchmark by name (registered benchmarks: mmr_v, and any your code registers)."),
+                     help="Benchmark by name: mmr_v, video_holmes, videommmu, vsibench, or one your code registers."),
     ] = "mmr_v",
     variant: Annotated[
         Optional[str],
@@ -503,11 +503,17 @@ def _print_scorecard(console: Any, card: Any) -> None:
 
 
 def report_command(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories made by `sleuth eval`.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories made by `sleuth eval`, or a benchmark's official result files."),
+    ],
     out: Annotated[
         Optional[Path],
         typer.Option("--out", "-o", file_okay=False, help="Where to write the report (default: ./report)."),
     ] = None,
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", "-b", help="Whose format the official result files given are in.")
+    ] = "mmr_v",
     json_output: Annotated[bool, typer.Option("--json", help="Print where the report files are, as JSON.")] = False,
 ) -> None:
     """Markdown + HTML report: per-category tables, paired comparison (McNemar), the paper's numbers, plots.
@@ -516,7 +522,7 @@ def report_command(
     """
     from eval.report import write_report
 
-    paths = write_report(run_dirs, out or Path("report"))
+    paths = write_report(run_dirs, out or Path("report"), benchmark=benchmark)
     listing = {
         "markdown": str(paths.markdown),
         "html": str(paths.html),

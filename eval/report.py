@@ -35,7 +35,7 @@ from eval.benchmarks import Benchmark, get_benchmark
 from eval.results import RESULTS_FILE
 from eval.results import ScoredItem
 from eval.score import Scorecard, load_items, score_items
-from eval.stats import McNemarResult, mcnemar
+from eval.stats import McNemarResult, mcnemar, paired_difference_ci
 from sleuth.errors import SleuthError
 
 REPORT_MD = "report.md"
@@ -81,6 +81,18 @@ class Comparison(BaseModel):
     shared: int
     rows: list[ComparisonRow]
 
+    @property
+    def headline(self) -> str:
+        """One sentence: the overall difference, its 95% interval and McNemar's p, on the shared questions."""
+        overall = next((r for r in self.rows if r.kind == "overall"), None)
+        if overall is None or not overall.n:
+            return f"{self.run_b} vs {self.run_a}: no question answered by both."
+        low, high = paired_difference_ci(overall.only_a, overall.only_b, overall.n)
+        p = "no discordant question" if overall.p_value is None else (
+            "McNemar p < 0.001" if overall.p_value < 0.001 else f"McNemar p = {overall.p_value:.3f}")
+        return (f"{self.run_b} vs {self.run_a}: {100 * (overall.delta or 0):+.1f} points "
+                f"(95% CI {100 * low:+.1f} to {100 * high:+.1f}) on {overall.n} shared questions; {p}.")
+
 
 @dataclass
 class ReportPaths:
@@ -94,10 +106,17 @@ class ReportPaths:
 # --------------------------------------------------------------------------- loading
 
 
-def load_run(run_dir: str | Path) -> RunData:
+def load_run(run_dir: str | Path, *, benchmark: str = "mmr_v") -> RunData:
+    """A run directory of ours, or a benchmark's official result file (scored as ``sleuth score`` does,
+    e.g. the MMR-V authors' published GPT-4o answers), as one run of the report."""
     path = Path(run_dir)
+    if path.is_file():
+        items, facts = load_items(path, benchmark=benchmark)
+        config = facts.get("config") or {"model": facts.get("model", ""), "method": "official file"}
+        return RunData(name=path.stem, path=path, config=config, items=items,
+                       scorecard=score_items(items, source=str(path), facts=facts))
     if not path.is_dir():
-        raise ReportError(f"{path}: not a run directory")
+        raise ReportError(f"{path}: neither a run directory nor a results file")
     if not (path / RESULTS_FILE).is_file():
         raise ReportError(f"{path}: no {RESULTS_FILE} in this directory (not a run directory?)")
     items, facts = load_items(path / RESULTS_FILE)
@@ -378,11 +397,13 @@ def build_report_data(runs: list[RunData]) -> dict[str, Any]:
     }
 
 
-def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True) -> ReportPaths:
+def write_report(
+    run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True, benchmark: str = "mmr_v"
+) -> ReportPaths:
     """Write the report for one or more run directories into ``out_dir``."""
     if not run_dirs:
         raise ReportError("give at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d, benchmark=benchmark) for d in run_dirs]
     _unique_names(runs)
     out = Path(out_dir)
     try:
@@ -395,7 +416,9 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, *, browser: bo
     if browser:
         from eval.views.browser import write_run_browser
 
-        paths.browser = write_run_browser([r.path for r in runs], out / BROWSER_DIR)
+        # the browser shows our runs' questions and traces; official files have neither
+        ours = [r.path for r in runs if r.path.is_dir()]
+        paths.browser = write_run_browser(ours, out / BROWSER_DIR) if ours else None
     browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
 
     data = build_report_data(runs)

@@ -51,6 +51,17 @@ def mean_ci(scores: Sequence[float], *, confidence: float = 0.95) -> tuple[float
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
+def paired_difference_ci(only_a: int, only_b: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for the difference of two accuracies on the same n questions (b minus a), from the
+    discordant counts: the normal approximation to the paired difference, clipped to [-1, 1]."""
+    if n == 0:
+        return 0.0, 0.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    delta = (only_b - only_a) / n
+    spread = math.sqrt(max(0.0, only_a + only_b - (only_b - only_a) ** 2 / n)) / n
+    return max(-1.0, delta - z * spread), min(1.0, delta + z * spread)
+
+
 @dataclass(frozen=True)
 class McNemarResult:
     n: int  # questions both runs answered

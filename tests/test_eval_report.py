@@ -80,6 +80,10 @@ def test_report_files(two_runs, tmp_path, capsys):
     markdown = Path(listing["markdown"]).read_text(encoding="utf-8")
     html = Path(listing["html"]).read_text(encoding="utf-8")
 
+    # the headline: the difference, its paired 95% interval and McNemar's p (4 discordant, all for agent)
+    headline = "agent vs uniform-32: +20.0 points (95% CI +2.5 to +37.5) on 20 shared questions; McNemar p = 0.125."
+    assert f"**{headline}**" in markdown and headline in html
+
     # one summary row per run, and the paper's numbers labelled as such
     assert "| uniform-32 | uniform | m | 20 | 0 | 50.0 |" in markdown
     assert "| agent | agent | m | 20 | 2 | 70.0 |" in markdown
@@ -235,3 +239,21 @@ def test_dataset_and_model_text_is_escaped(tmp_path):
         text = page.read_text(encoding="utf-8")
         assert "<img src=x" not in text and "m<script>" not in text, page
     assert "&lt;img src=x onerror=alert(1)&gt; | pipe" in paths.browser.read_text(encoding="utf-8")
+
+
+def test_an_official_result_file_is_a_run_beside_ours(two_runs, tmp_path, capsys):
+    """The MMR-V authors' published GPT-4o answers, set beside a run of ours on the same questions."""
+    uniform, _ = two_runs
+    out = tmp_path / "report"
+    try:
+        main(["report", str(uniform), str(SAMPLE), "-o", str(out), "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    listing = json.loads(capsys.readouterr().out)
+    markdown = Path(listing["markdown"]).read_text(encoding="utf-8")
+    official = load_run(SAMPLE)
+    assert official.scorecard.format == "official" and official.scorecard.model == "gpt-4o"
+    assert f"| mmrv_sample_questions | official file | gpt-4o | {official.scorecard.overall.n} |" in markdown
+    assert "mmrv_sample_questions vs uniform-32:" in markdown and "on 20 shared questions" in markdown
+    assert listing["browser"] is not None  # our run keeps its browser; the file has no traces to show
+
