@@ -31,7 +31,9 @@ class AgentConfig(BaseModel):
     search_k: int = Field(8, ge=1, description="default number of hits for search_frames")
     min_gap_s: float = Field(2.0, ge=0, description="temporal non-maximum suppression gap for search hits")
     resample_n: int = Field(8, ge=1, description="default number of frames for resample_clip")
-    image_max_side: int = Field(768, ge=16, description="longest side of frames sent to a model, in pixels")
+    image_max_side: int | None = Field(
+        768, ge=16, description="longest side of frames sent to a model, in pixels; None: full resolution"
+    )
     image_detail: Literal["auto", "low", "high"] | None = Field(None, description="image detail hint for the server")
     thumb_side: int = Field(160, ge=16, description="longest side of the thumbnails stored in the trace")
     perception: Literal["direct", "delegated"] = Field(

@@ -188,7 +188,7 @@ def eval_command(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOpt = DEFAULT_MAX_RETRIES,
     tool_mode: ToolModeOpt = DEFAULT_TOOL_MODE,
-    image_max_side: ImageMaxSideOpt = DEFAULT_IMAGE_MAX_SIDE,
+    image_max_side: ImageMaxSideOpt = None,
     image_detail: ImageDetailOpt = None,
     replay_cache: ReplayCacheOpt = None,
     prices: PricesOpt = None,
@@ -285,7 +285,7 @@ _SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "api_key": ("backend", "api_key"), "header": ("backend", "headers"), "temperature": ("backend", "temperature"),
     "max_tokens": ("backend", "max_tokens"), "timeout": ("backend", "timeout_s"),
     "max_retries": ("backend", "max_retries"), "tool_mode": ("backend", "tool_mode"),
-    "image_max_side": ("backend", "image_max_side"), "image_detail": ("backend", "image_detail"),
+    "image_max_side": ("image_max_side",), "image_detail": ("backend", "image_detail"),
     "replay_cache": ("backend", "replay_cache"), "prices": ("backend", "prices_file"), "device": ("backend", "device"),
     # the agent's budgets
     "max_steps": ("agent", "max_steps"), "overview_frames": ("agent", "overview_frames"),
@@ -329,9 +329,10 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
     merged["max_tokens_set"] = merged.get("max_tokens_set", False) or _given_by_user(ctx, "max_tokens")
     agent = merged.setdefault("agent", {})
     backend = merged.get("backend", {})
-    for budget in ("image_max_side", "image_detail"):  # what the agent shows goes at the size the backend sends
-        if backend.get(budget) is not None:
-            agent.setdefault(budget, backend[budget])
+    if backend.get("image_detail") is not None:  # the agent's frames carry the detail hint the user chose
+        agent.setdefault("image_detail", backend["image_detail"])
+    if not _given_by_user(ctx, "image_max_side") and "image_max_side" not in base:
+        merged.pop("image_max_side", None)  # the benchmark protocol's size, for every method
     if merged.get("perception_model"):
         agent["perception"] = "delegated"
     if merged.get("method", "uniform") == "uniform":

@@ -48,6 +48,9 @@ class RunSpec(BaseModel):
     index: IndexConfig | None = Field(None, description="agent: the frame index (CLIP model, sampling, cache)")
     backend: BackendConfig
     perception_model: str | None = None
+    image_max_side: int | None = Field(
+        None, ge=16, description="longest side of every frame sent, for every method; None: the benchmark protocol's"
+    )
     # how the run is carried out
     out: Path
     concurrency: int = Field(1, ge=1)
@@ -199,9 +202,13 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
             perception_config = spec.backend.model_copy(update={"model": spec.perception_model})
             perception = create_backend(perception_config)
             config_extra["perception_backend"] = perception_config.public_dict()
+    # every method shows frames at the same size: the protocol's, unless the user chose one
+    image_max_side = spec.image_max_side or benchmark.image_max_side
+    agent_config = spec.agent.model_copy(update={"image_max_side": image_max_side})
     method = create_method(spec.method, MethodParts(
         benchmark=benchmark, backend=backend, frames=spec.frames, settings=settings, cot=spec.cot,
-        strict_official=spec.strict_official, searcher=searcher, agent_config=spec.agent, strategy=spec.strategy,
+        strict_official=spec.strict_official, searcher=searcher, agent_config=agent_config, strategy=spec.strategy,
+        image_max_side=spec.image_max_side,
         perception_backend=perception, labels=labels, frame_store=FrameStore(),
     ))
     config_extra["data"] = {"benchmark": benchmark.name, "source": dataset.source, "videos": str(spec.videos),

@@ -32,7 +32,7 @@ request (the server's default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from pydantic import ValidationError
@@ -128,9 +128,11 @@ ToolModeOpt = Annotated[
                  help="native tool calls, a JSON text protocol, or auto (native; text if the server refuses tools)."),
 ]
 ImageMaxSideOpt = Annotated[
-    int,
+    Optional[int],
     typer.Option("--image-max-side", min=16, envvar="SLEUTH_IMAGE_MAX_SIDE", rich_help_panel=PANEL,
-                 help="Longest side, in pixels, of frames sent to the model."),
+                 show_default=False,
+                 help="Longest side, in pixels, of frames sent to a model. Default: in eval, the benchmark "
+                 "protocol's size for every method (MMR-V: full frames); in ask and demo, 768."),
 ]
 ImageDetailOpt = Annotated[
     Literal["auto", "low", "high"] | None,

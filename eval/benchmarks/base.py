@@ -83,6 +83,9 @@ class Benchmark:
     references: ClassVar[tuple[Reference, ...]] = ()
     reference_source: ClassVar[str] = ""
     default_frames: ClassVar[int] = 32  # the official protocol's frames per question
+    # the longest side of the frames the official protocol sends (None: full resolution); every method
+    # shows frames at this size unless --image-max-side says otherwise, so methods compare at equal pixels
+    image_max_side: ClassVar[int | None] = None
     # Protocol variants a run may choose (``--variant NAME``): name -> what it changes. Where the
     # official code and the paper disagree, the default (no variant) follows the code.
     variants: ClassVar[dict[str, str]] = {}

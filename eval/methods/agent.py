@@ -88,7 +88,7 @@ class AgentMethod:
         }
 
     def identity(self) -> dict[str, Any]:
-        return {"frames": self.config.max_frames, "strategy": self.strategy}
+        return {"frames": self.config.max_frames, "strategy": self.strategy, "image_max_side": self.config.image_max_side}
 
     def prompt_names(self) -> list[str]:
         from agent.strategies import get_strategy

@@ -79,6 +79,7 @@ class MethodParts:
     perception_backend: "Backend | None" = None
     labels: list[str] = field(default_factory=list)
     frame_store: Any = None  # tools.frame_store.FrameStore shared by the run's questions (None: one per method)
+    image_max_side: int | None = None  # frames resized to this longest side before any protocol (None: as it says)
 
 
 MethodFactory = Callable[[MethodParts], Method]

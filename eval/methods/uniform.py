@@ -26,7 +26,8 @@ class UniformMethod:
     name = "uniform"
 
     def __init__(self, benchmark: Any, backend: Any, *, frames: int = DEFAULT_FRAMES, cot: bool = False,
-                 strict_official: bool = False, settings: Any = None, frame_store: Any = None):
+                 strict_official: bool = False, settings: Any = None, frame_store: Any = None,
+                 image_max_side: int | None = None):
         from agent.backends.base import GenerationSettings
         from tools.frame_store import FrameStore
 
@@ -39,6 +40,7 @@ class UniformMethod:
         self.strict_official = strict_official
         self.settings = settings if settings is not None else benchmark.generation_settings(GenerationSettings())
         self.frame_store = frame_store if frame_store is not None else FrameStore()
+        self.image_max_side = image_max_side  # None: the protocol's own frame size
 
     def build_messages(self, question: Any, images: list[Any]) -> list[Any]:
         return self.benchmark.build_messages(question, images, cot=self.cot)
@@ -51,7 +53,7 @@ class UniformMethod:
         if not batch.frames:
             reasons = "; ".join(reason for _, reason in batch.skipped[:2]) or "no frames"
             raise NoFramesError(f"{path}: no frame could be decoded ({reasons})")
-        return [frame.image for frame in batch.frames]
+        return [_shrink(frame.image, self.image_max_side) for frame in batch.frames]
 
     def run(self, question: Any) -> MethodOutcome:
         started = time.perf_counter()
@@ -81,13 +83,30 @@ class UniformMethod:
         }
 
     def identity(self) -> dict[str, Any]:
-        return {"frames": self.frames, "cot": self.cot, "strict_official": self.strict_official}
+        identity = {"frames": self.frames, "cot": self.cot, "strict_official": self.strict_official}
+        if self.image_max_side is not None:  # only then does a row depend on it (the protocol decides otherwise)
+            identity["image_max_side"] = self.image_max_side
+        return identity
 
     def prompt_names(self) -> list[str]:
         return self.benchmark.prompt_names(cot=self.cot)
 
 
+def _shrink(image: Any, max_side: int | None) -> Any:
+    """``image`` with its longest side at most ``max_side`` (bicubic, as agent frames are); as is when None."""
+    if max_side is None or max(image.shape[:2]) <= max_side:
+        return image
+    import numpy as np
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
 @register_method("uniform")
 def _uniform(parts: MethodParts) -> UniformMethod:
     return UniformMethod(parts.benchmark, parts.backend, frames=parts.frames, cot=parts.cot,
-                         strict_official=parts.strict_official, settings=parts.settings, frame_store=parts.frame_store)
+                         strict_official=parts.strict_official, settings=parts.settings, frame_store=parts.frame_store,
+                         image_max_side=parts.image_max_side)

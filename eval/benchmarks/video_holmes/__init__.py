@@ -65,6 +65,7 @@ class VideoHolmes(Benchmark):
     hub_dataset = HUB_DATASET
     answer_kind = "choice"
     default_frames = 32
+    image_max_side = FRAME_SIDE  # the agent's frames at the protocol's scale (it keeps their aspect ratio)
     variants = {
         NO_THINKING: "the paper's prompt without thinking (App. B, Table 5c), not the official code's thinking one",
     }
