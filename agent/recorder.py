@@ -71,9 +71,16 @@ class TraceRecorder:
     # ------------------------------------------------------------------ answer
     def finish(self, answer: FinalAnswer, step: int, *, after: list[str]) -> Node:
         """Record the final answer and link it to the observations that hold its evidence."""
+        # an answer may rest only on frames a model saw: citing a search hit never shown, or any other
+        # moment, is flagged (and counted by scores and reports)
+        answer.unseen_evidence = [t for t in answer.evidence if not any(
+            _near(n.frames, t, True) for n in self.trace.nodes if n.kind in ("overview", "observation"))]
         self.trace.answer = answer
         text = answer.rationale if answer.option else f"no answer ({answer.reason})"
-        node = self.add("answer", step, after=after, text=text, error=None if answer.option else answer.reason)
+        error = None if answer.option else answer.reason
+        if answer.unseen_evidence and error is None:
+            error = "cites frames no model was shown: " + ", ".join(f"{t:.2f}s" for t in answer.unseen_evidence)
+        node = self.add("answer", step, after=after, text=text, error=error)
         node.arguments = {"option": answer.option, "evidence": answer.evidence}
         for source_id in self.evidence_nodes(answer.evidence):
             self.link(node.id, source_id, "evidence")

@@ -83,6 +83,7 @@ class FinalAnswer(BaseModel):
     error_kind: str | None = None  # reason "error": what failed (connection, auth, deadline, tool_unavailable, ...)
     gold: str | None = None
     correct: bool | None = None  # None when the gold answer is unknown
+    unseen_evidence: list[float] = Field(default_factory=list)  # cited times with no frame a model was shown
 
     def given(self) -> str | float | None:
         """The answer given, whatever its kind."""

@@ -57,6 +57,7 @@ class ResultRow(BaseModel):
     cost_usd: float | None = None
     latency_s: float = 0.0
     trace: str | None = None  # path relative to the run directory
+    unseen_evidence: int = 0  # cited moments no model was shown (an agent's answer resting on frames it never saw)
 
 
 def first_error(exc: ValidationError) -> str:
@@ -121,3 +122,4 @@ class ScoredItem(BaseModel):
     tokens: int | None = None
     cost_usd: float | None = None
     latency_s: float | None = None
+    unseen_evidence: int = 0  # cited moments no model was shown

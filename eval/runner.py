@@ -339,6 +339,7 @@ def ok_row(
         cost_usd=outcome.cost_usd,
         latency_s=round(outcome.latency_s, 4),
         trace=trace_path,
+        unseen_evidence=outcome.unseen_evidence,
         **benchmark.official_fields(model, outcome.raw_response, outcome.prediction),
     )
 

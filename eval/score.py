@@ -101,6 +101,7 @@ class Scorecard(BaseModel):
     invalid_rows: list[str] = Field(default_factory=list)
     corrupt_lines: list[str] = Field(default_factory=list)  # results-file lines that could not be read, skipped
     flags: dict[str, int] = Field(default_factory=dict)  # flag -> scored questions carrying it (all kept in n)
+    unseen_evidence: int = 0  # answers citing a moment no model was shown
 
     def data_notes(self) -> list[DataNote]:
         """One sentence per data problem behind these scores, with the lines it concerns."""
@@ -117,6 +118,10 @@ class Scorecard(BaseModel):
                 f"{_count(n, 'dataset record')} {_were(n)} skipped as invalid and {_are(n)} not scored",
                 self.invalid_rows,
             ))
+        if self.unseen_evidence:
+            n = self.unseen_evidence
+            notes.append(DataNote(
+                f"{_count(n, 'answer')} cite{'s' if n == 1 else ''} moments no model was shown (see their traces)", []))
         for flag, n in self.flags.items():
             if flag == GOLD_NOT_IN_OPTIONS:
                 whose = "1 question's gold answer is not among its options" if n == 1 else (
@@ -196,6 +201,7 @@ def _items_from_rows(rows: Iterable[ResultRow], variant: str | None = None) -> l
                 tokens=(row.prompt_tokens + row.completion_tokens) if ok else None,
                 cost_usd=row.cost_usd if ok else None,
                 latency_s=row.latency_s if ok else None,
+                unseen_evidence=row.unseen_evidence if ok else 0,
             )
         )
     return items
@@ -401,6 +407,7 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
         invalid_rows=list(facts.get("invalid", [])),
         corrupt_lines=list(facts.get("corrupt", [])),
         flags=dict(sorted(Counter(flag for i in ok for flag in set(i.flags)).items())),
+        unseen_evidence=sum(1 for i in ok if i.unseen_evidence),
     )
 
 

@@ -370,3 +370,16 @@ def test_routing_and_budgets_are_plain_functions():
     assert after_act({"exhausted": None}) == "plan" and after_act({"exhausted": "x"}) == "final_answer"
     assert after_act(done) == END
     assert after_final_answer({}) == "final_answer" and after_final_answer(done) == END
+
+
+def test_citing_a_moment_no_model_saw_is_flagged(fake_openai, planner, synthetic_video, random_searcher, tmp_path):
+    """Overview frames at 0.0, 1.3, 2.6 and 3.9 s: 1.95 s is more than the tolerance from all of them, and a
+    search hit listed as text was never shown."""
+    fake_openai.enqueue(
+        ToolCalls([Call("search_frames", {"query": "white bands", "k": 3})]),
+        ToolCalls([Call("answer", {"option": "B", "rationale": "bands", "evidence": [1.3, 1.95]})]),
+    )
+    trace = check_trace(run(synthetic_video, planner, random_searcher), tmp_path)
+    assert trace.answer.option == "B" and trace.answer.unseen_evidence == [1.95]
+    (answer,) = [n for n in trace.nodes if n.kind == "answer"]
+    assert answer.error == "cites frames no model was shown: 1.95s"

@@ -260,3 +260,13 @@ def test_official_records_carry_the_gold_not_in_options_flag(tmp_path, records):
     assert card.overall.n == 3 and card.flags == {"gold_not_in_options": 1}
     items, _ = load_items(path, model="gpt-4o")
     assert items[0].correct and items[0].flags == ["gold_not_in_options"]
+
+
+def test_answers_citing_unseen_moments_are_counted(tmp_path):
+    path = tmp_path / "results.jsonl"
+    rows = [ResultRow(question_id=f"q{i}", video="v.mp4", method="agent", gold="A", prediction="A", correct=True,
+                      unseen_evidence=n) for i, n in enumerate((0, 2, 1))]
+    path.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    card = score_file(path)
+    assert card.unseen_evidence == 2  # two answers, whatever the number of moments each cites
+    assert [note.text for note in card.data_notes()] == ["2 answers cite moments no model was shown (see their traces)"]

@@ -75,6 +75,7 @@ class AgentMethod:
             latency_s=time.perf_counter() - started,
             model=getattr(self.backend, "model", ""),
             trace=trace,
+            unseen_evidence=len(answer.unseen_evidence) if answer is not None else 0,
         )
 
     def describe(self) -> dict[str, Any]:

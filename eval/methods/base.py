@@ -39,6 +39,7 @@ class MethodOutcome:
     latency_s: float = 0.0  # wall-clock seconds for the whole question
     model: str = ""
     trace: "Trace | None" = None
+    unseen_evidence: int = 0  # cited moments no model was shown (agents)
 
 
 class MethodFailure(SleuthError):
