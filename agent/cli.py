@@ -40,6 +40,7 @@ from agent.options import (
     MaxStepsOpt,
     MaxToolCallsOpt,
     OverviewFramesOpt,
+    OverviewModeOpt,
     PerceptionModelOpt,
     StrategyOpt,
     TokenBudgetOpt,
@@ -210,6 +211,7 @@ def ask(
     strategy: StrategyOpt = "planner",
     max_steps: MaxStepsOpt = None,
     overview_frames: OverviewFramesOpt = None,
+    overview_mode: OverviewModeOpt = None,
     token_budget: TokenBudgetOpt = None,
     max_tool_calls: MaxToolCallsOpt = None,
     perception_model: PerceptionModelOpt = None,
@@ -258,7 +260,8 @@ def ask(
     )
     agent_config = _agent_config(
         **agent_budgets(frames=frames or _DEFAULTS.max_frames, max_steps=max_steps, overview_frames=overview_frames,
-                        token_budget=token_budget, max_tool_calls=max_tool_calls, perception_model=perception_model),
+                        token_budget=token_budget, max_tool_calls=max_tool_calls, perception_model=perception_model,
+                        overview_mode=overview_mode),
         image_max_side=image_max_side, image_detail=image_detail,
     )
     _run_and_report(

@@ -20,6 +20,11 @@ class AgentConfig(BaseModel):
         None, ge=0, description="uniform frames shown before the first planning step; None: a quarter of "
         "max_frames, at most 8 (8 of the default 32)"
     )
+    overview_mode: Literal["frames", "contact_sheet"] = Field(
+        "frames", description="frames: the overview frames one image each; contact_sheet: tiled into sheets of "
+        "sheet_tiles frames (each tile still counts as a frame)"
+    )
+    sheet_tiles: int = Field(8, ge=1, description="frames per contact sheet, in rows of 4")
     max_steps: int = Field(8, ge=1, description="planning steps (model calls with tools) before the final answer is forced")
     max_frames: int = Field(32, ge=0, description="frames shown to a model in total, overview included")
     max_tokens: int | None = Field(

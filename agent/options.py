@@ -13,6 +13,12 @@ StrategyOpt = Annotated[
     typer.Option("--strategy", rich_help_panel=AGENT_PANEL,
                  help="The agent strategy by name (built in: planner; code of yours may register more)."),
 ]
+OverviewModeOpt = Annotated[
+    Optional[str],
+    typer.Option("--overview-mode", rich_help_panel=AGENT_PANEL, metavar="frames|contact_sheet",
+                 help="How the overview is shown: one image per frame, or tiled 8 to an image (each tile still "
+                 "counts as a frame)."),
+]
 MaxStepsOpt = Annotated[
     Optional[int],
     typer.Option("--max-steps", min=1, rich_help_panel=AGENT_PANEL,
@@ -43,11 +49,12 @@ PerceptionModelOpt = Annotated[
 
 
 def agent_budgets(*, frames: int, max_steps: int | None, overview_frames: int | None, token_budget: int | None,
-                  max_tool_calls: int | None, perception_model: str | None) -> dict:
+                  max_tool_calls: int | None, perception_model: str | None, overview_mode: str | None = None) -> dict:
     """``AgentConfig`` values from the shared flags (unset flags keep the config's defaults)."""
     values: dict = {"max_frames": frames}
     for key, value in (("max_steps", max_steps), ("overview_frames", overview_frames),
-                       ("max_tokens", token_budget), ("max_tool_calls", max_tool_calls)):
+                       ("max_tokens", token_budget), ("max_tool_calls", max_tool_calls),
+                       ("overview_mode", overview_mode)):
         if value is not None:
             values[key] = value
     if perception_model:

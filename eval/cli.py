@@ -38,6 +38,7 @@ from agent.options import (
     MaxStepsOpt,
     MaxToolCallsOpt,
     OverviewFramesOpt,
+    OverviewModeOpt,
     PerceptionModelOpt,
     StrategyOpt,
     TokenBudgetOpt,
@@ -197,6 +198,7 @@ def eval_command(
     # -- agent budgets
     max_steps: MaxStepsOpt = None,
     overview_frames: OverviewFramesOpt = None,
+    overview_mode: OverviewModeOpt = None,
     max_tool_calls: MaxToolCallsOpt = None,
     token_budget: TokenBudgetOpt = None,
     # -- frame index (agent)
@@ -289,6 +291,7 @@ _SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "replay_cache": ("backend", "replay_cache"), "prices": ("backend", "prices_file"), "device": ("backend", "device"),
     # the agent's budgets
     "max_steps": ("agent", "max_steps"), "overview_frames": ("agent", "overview_frames"),
+    "overview_mode": ("agent", "overview_mode"),
     "token_budget": ("agent", "max_tokens"), "max_tool_calls": ("agent", "max_tool_calls"),
     # the frame index
     "clip_model": ("index", "clip_model"), "pretrained": ("index", "pretrained"),

@@ -383,3 +383,19 @@ def test_citing_a_moment_no_model_saw_is_flagged(fake_openai, planner, synthetic
     assert trace.answer.option == "B" and trace.answer.unseen_evidence == [1.95]
     (answer,) = [n for n in trace.nodes if n.kind == "answer"]
     assert answer.error == "cites frames no model was shown: 1.95s"
+
+
+def test_contact_sheet_overview_tiles_frames_and_counts_each(fake_openai, planner, synthetic_video, random_searcher,
+                                                             tmp_path):
+    fake_openai.enqueue(ToolCalls([Call("answer", {"option": "A", "rationale": "seen", "evidence": [0.0]})]))
+    config = AgentConfig(overview_frames=8, max_frames=12, overview_mode="contact_sheet", sheet_tiles=4)
+    trace = check_trace(run(synthetic_video, planner, random_searcher, config=config), tmp_path)
+    images = shown_images(fake_openai.requests[0])
+    assert [label for label, _ in images] == [
+        "contact sheet: 4 frames, t=0.00s to t=1.60s", "contact sheet: 4 frames, t=2.20s to t=3.90s"]
+    sheet = fake_openai.requests[0]["messages"][1]["content"][-1]["image_url"]["url"]
+    width, height = Image.open(io.BytesIO(base64.b64decode(sheet.split(",", 1)[1]))).size
+    assert (width, height) == (4 * 192, 144 + 12)  # four 192x144 tiles of the 160x120 frames, labelled
+    assert trace.totals.frames_shown == 8  # eight frames seen, in two images
+    (overview,) = [n for n in trace.nodes if n.kind == "overview"]
+    assert len(overview.frames) == 8 and "contact sheets of 4" in overview.text

@@ -102,9 +102,12 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                     "agent_overview_delegated", n_frames=len(frames), duration=toolbox.duration,
                     description=node.text or "(empty reply)")))
         else:
-            shown = len(frames)
+            shown = len(frames)  # a tiled frame is a frame the model sees: it counts all the same
             node.text = f"{len(frames)} uniform frames"
             content.append(TextPart(text="\n\n" + prompt("agent_overview", n_frames=len(frames), duration=toolbox.duration)))
+            if cfg.overview_mode == "contact_sheet":
+                node.text += f" in contact sheets of {cfg.sheet_tiles}"
+                images = _contact_sheets(toolbox, frames, cfg.sheet_tiles)
             content.extend(images)
         frontier = [node.id]
     messages = [Message(role="system", content=system), Message(role="user", content=content)]
@@ -253,6 +256,20 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         messages.append(Message(role="user", content=prompt("agent_reask", given=given, answer_hint=_hint(ctx))))
         update["reasked"] = True
     return update
+
+
+def _contact_sheets(toolbox: Any, frames: list, per_sheet: int) -> list:
+    """The frames tiled ``per_sheet`` to an image, each tile labelled with its timestamp."""
+    from agent.backends.base import ImagePart
+    from tools.contact_sheet import contact_sheet
+
+    sheets = []
+    for start in range(0, len(frames), per_sheet):
+        group = frames[start:start + per_sheet]
+        sheet = contact_sheet([f.image for f in group], [f.t for f in group])
+        label = f"contact sheet: {len(group)} frames, t={group[0].t:.2f}s to t={group[-1].t:.2f}s"
+        sheets.append(ImagePart.from_array(sheet, detail=toolbox.config.image_detail, label=label))
+    return sheets
 
 
 # --------------------------------------------------------------------------- routing
