@@ -18,7 +18,7 @@ from PIL import Image
 from agent.backends.base import GenerationSettings
 from eval.benchmarks import get_benchmark
 from eval.benchmarks.videommmu import EmptyReply, delta_knowledge
-from eval.benchmarks.videommmu.download import DownloadError, unzip
+from eval.benchmarks.archives import DownloadError, unzip_all
 from eval.dataset import DatasetError
 from eval.results import RESULTS_FILE
 from prompts import load_prompt
@@ -302,11 +302,11 @@ def test_download_unpacks_safely_and_verifies(tmp_path, capsys):
         ("link.zip", {}, "Art/link.mp4", "is a link"),
     ):
         with pytest.raises(DownloadError, match=message):
-            unzip(_zip(tmp_path / name, members, link), tmp_path / "out", progress=False)
+            unzip_all([_zip(tmp_path / name, members, link)], tmp_path / "out", progress=False)
     assert not (tmp_path / "evil.mp4").exists() and not (tmp_path / "out").exists()
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(DownloadError, match="not a readable zip archive"):
-        unzip(tmp_path / "broken.zip", tmp_path / "out", progress=False)
+        unzip_all([tmp_path / "broken.zip"], tmp_path / "out", progress=False)
 
 
 def test_hub_offline_or_gated_fails_in_one_line(tmp_path, capsys, monkeypatch):
@@ -328,7 +328,7 @@ def test_hub_offline_or_gated_fails_in_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
     code, _, err = run_cli(["data", "download", str(tmp_path / "v"), "--benchmark", "videommmu"], capsys)
-    assert code == 2 and err.strip().startswith("error: lmms-lab/VideoMMMU is gated: accept its conditions at "
+    assert code == 2 and err.strip().startswith("error: lmms-lab/VideoMMMU is gated: accept its terms at "
                                                 "https://huggingface.co/datasets/lmms-lab/VideoMMMU")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable
 
+from eval.benchmarks.archives import DownloadError
 from eval.benchmarks.mmr_v.records import HUB_DATASET, normalise_record
 from eval.dataset import DATA_SUFFIXES, DatasetError, load_records
 from sleuth.errors import SleuthError
@@ -25,8 +26,6 @@ PART_GLOB = "videos.tar.part.*"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 
 
-class DownloadError(SleuthError):
-    """The dataset could not be fetched, joined, extracted or verified."""
 
 
 @dataclass

@@ -9,8 +9,8 @@ accepted the dataset's terms) and the README's unpack step
 accepted (see ``records.resolve_clip``). The per-film ``annotations/`` are
 only used by the official reasoning analysis; they are unpacked when there.
 
-Unzipping refuses absolute paths, ``..`` components (with ``/`` or ``\\``)
-and links, so nothing lands outside the folder; a member already on disk
+Unzipping (``eval.benchmarks.archives``) refuses absolute paths, ``..``
+components, backslashes and links, so nothing lands outside the folder; a member already on disk
 with its full size is not written again, so running it twice is cheap.
 Verification counts the clips and checks every clip the questions name.
 
@@ -22,23 +22,18 @@ unzipped folder) put there by hand.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
+from eval.benchmarks.archives import DownloadError, fetch_snapshot, unzip_all
 from eval.benchmarks.video_holmes.records import CLIP_FOLDERS, HUB_DATASET, QUESTIONS_FILE, normalise_record
 from eval.dataset import DatasetError, load_records
-from sleuth.errors import SleuthError
 
 VIDEOS_ZIP = "videos.zip"
 ARCHIVES = (VIDEOS_ZIP, "annotations.zip")  # as the official README unzips them
-_LINK_MODE = 0o120000  # S_IFLNK in a zip member's Unix mode (the high 16 bits of external_attr)
 
-
-class DownloadError(SleuthError):
-    """The dataset could not be fetched, unpacked or verified."""
-
+__all__ = ["DownloadError", "Downloaded", "Verified", "download", "verify", "videos_folder"]
 
 @dataclass
 class Verified:
@@ -54,78 +49,6 @@ class Downloaded:
     root: Path
     unpacked: dict[str, int]  # archive name -> files written
     verified: Verified
-
-
-def fetch_snapshot(dest: Path, *, revision: str | None = None) -> None:
-    """The official ``download.py``'s ``snapshot_download`` into ``dest``; one-line errors saying what to do."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise DownloadError("downloading needs huggingface_hub: pip install 'sleuth[hub]'") from None
-    skip_fetch = f"`sleuth data download {dest} --benchmark video_holmes --skip-fetch`"
-    try:
-        snapshot_download(repo_id=HUB_DATASET, repo_type="dataset", revision=revision, local_dir=str(dest))
-    except Exception as exc:  # the hub client raises many types (offline, 401, 403, 404, connection)
-        names = {cls.__name__ for cls in type(exc).__mro__}
-        if names & {"GatedRepoError", "RepositoryNotFoundError"}:
-            raise DownloadError(
-                f"{HUB_DATASET} is gated: accept its terms at https://huggingface.co/datasets/{HUB_DATASET} "
-                f"with your account, then log in (`huggingface-cli login`, or set HF_TOKEN) and run this again"
-            ) from None
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DownloadError(
-            f"could not download {HUB_DATASET} from the Hugging Face Hub ({type(exc).__name__}: {message}); "
-            f"offline? fetch it where there is network (or copy {VIDEOS_ZIP} and {QUESTIONS_FILE} into {dest}) "
-            f"and run {skip_fetch}"
-        ) from None
-
-
-# --------------------------------------------------------------------------- unzipping
-
-
-def _check_member(info: zipfile.ZipInfo, dest: Path) -> Path:
-    """Where ``info`` goes under ``dest``; raises ``DownloadError`` for a member that would leave it or is a link."""
-    name = info.filename
-    outside = DownloadError(f"archive member {name!r} points outside the target folder; refusing to unpack")
-    windows = PureWindowsPath(name)
-    if "\0" in name or PurePosixPath(name).is_absolute() or windows.drive or windows.root:
-        raise outside
-    parts = name.replace("\\", "/").split("/")
-    if ".." in parts:
-        raise outside
-    if (info.external_attr >> 16) & 0o170000 == _LINK_MODE:
-        raise DownloadError(f"archive member {name!r} is a link; refusing to unpack")
-    target = dest.resolve().joinpath(*(part for part in parts if part not in ("", ".")))
-    if dest.resolve() not in target.parents:
-        raise outside
-    return target
-
-
-def unzip(archive: Path, dest: Path, *, progress: bool = True, console: Any = None) -> int:
-    """Unpack ``archive`` into ``dest`` after checking every member; returns the files written."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            targets = [_check_member(info, dest) for info in members]  # all checked before any is written
-            written = 0
-            with Progress(TextColumn(f"[bold]unzipping {archive.name}"), BarColumn(), DownloadColumn(),
-                          TimeRemainingColumn(), console=console, disable=not progress) as bar:
-                task = bar.add_task("unzip", total=sum(info.file_size for info in members))
-                for info, target in zip(members, targets):
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                    elif not (target.is_file() and target.stat().st_size == info.file_size):
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        with bundle.open(info) as source, open(target, "wb") as sink:
-                            while chunk := source.read(1 << 20):
-                                sink.write(chunk)
-                        written += 1
-                    bar.update(task, advance=info.file_size)
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise DownloadError(f"{archive}: not a readable zip archive ({exc}); download it again") from None
-    return written
 
 
 # --------------------------------------------------------------------------- verifying
@@ -163,16 +86,15 @@ def download(root: str | Path, *, revision: str | None = None, fetch: bool = Tru
     except OSError as exc:
         raise DownloadError(f"{root}: cannot create the folder ({exc.strerror or exc})") from None
     if fetch:
-        fetch_snapshot(root, revision=revision)
+        fetch_snapshot(HUB_DATASET, root, benchmark="video_holmes", revision=revision,
+                       files=f"{VIDEOS_ZIP} and {QUESTIONS_FILE}")
     if not (root / VIDEOS_ZIP).is_file() and not any(videos_folder(root).glob("*.mp4")):
         raise DownloadError(
             f"{root}: no {VIDEOS_ZIP} and no clips (in {', '.join(f'{n}/' for n in CLIP_FOLDERS)} or here); "
             f"the videos were withdrawn from the hub for a while (TencentARC/Video-Holmes issue #7 links "
             f"re-cropped copies): put {VIDEOS_ZIP} or its unzipped folder there and run this again with --skip-fetch"
         )
-    unpacked = {}
-    if extract:
-        for name in ARCHIVES:
-            if (root / name).is_file():
-                unpacked[name] = unzip(root / name, root, progress=progress, console=console)
+    archives = [root / name for name in ARCHIVES if (root / name).is_file()] if extract else []
+    counts = unzip_all(archives, root, progress=progress, console=console)
+    unpacked = {name: written for name, (written, _) in counts.items()}
     return Downloaded(root=root, unpacked=unpacked, verified=verify(root))

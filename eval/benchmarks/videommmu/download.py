@@ -15,13 +15,11 @@ Verification loads the questions and lists the videos they name that are missing
 
 from __future__ import annotations
 
-import os
-import shutil
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
+from eval.benchmarks.archives import DownloadError, fetch_snapshot, unzip_all
 from eval.benchmarks.videommmu.records import (
     ADAPTATION,
     HUB_DATASET,
@@ -32,11 +30,7 @@ from eval.benchmarks.videommmu.records import (
 from eval.dataset import DatasetError, normalise_records
 from sleuth.errors import SleuthError
 
-_LINK_MODE = 0o120000
-
-
-class DownloadError(SleuthError):
-    """The dataset could not be fetched, unpacked or verified."""
+__all__ = ["DownloadError", "Verified", "download_dataset", "find_archives", "verify"]
 
 
 @dataclass
@@ -45,76 +39,6 @@ class Verified:
     referenced: int = 0
     missing: list[str] = field(default_factory=list)
     questions: bool = False  # the questions could be read (else only the files were counted)
-
-
-def fetch_snapshot(dest: Path, *, repo_id: str = HUB_DATASET, revision: str | None = None) -> None:
-    """``huggingface_hub.snapshot_download`` of the dataset into ``dest``; one-line errors saying what to do."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise DownloadError("downloading needs huggingface_hub: pip install 'sleuth[hub]'") from None
-    skip_fetch = f"`sleuth data download {dest} --benchmark videommmu --skip-fetch`"
-    try:
-        snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision, local_dir=str(dest))
-    except Exception as exc:  # the hub client raises many types (offline, 401, 403, 404, connection)
-        names = {cls.__name__ for cls in type(exc).__mro__}
-        if "GatedRepoError" in names:
-            raise DownloadError(
-                f"{repo_id} is gated: accept its conditions at https://huggingface.co/datasets/{repo_id} with your "
-                f"account, log in here (`hf auth login` or HF_TOKEN) and run this again"
-            ) from None
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DownloadError(
-            f"could not download {repo_id} from the Hugging Face Hub ({type(exc).__name__}: {message}); offline? "
-            f"fetch it where there is network, copy the folder here and run {skip_fetch}"
-        ) from None
-
-
-def _target(info: zipfile.ZipInfo, dest: Path) -> Path:
-    """Where a member goes under ``dest``; ``DownloadError`` for one that would leave it or is a link."""
-    name = info.filename
-    outside = DownloadError(f"archive member {name!r} points outside the target folder; refusing to unpack")
-    windows = PureWindowsPath(name)
-    if "\0" in name or PurePosixPath(name).is_absolute() or windows.drive or windows.root:
-        raise outside
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
-    if ".." in parts or not parts:
-        raise outside
-    if (info.external_attr >> 16) & 0o170000 == _LINK_MODE:
-        raise DownloadError(f"archive member {name!r} is a link; refusing to unpack")
-    root = dest.resolve()
-    target = root.joinpath(*parts)
-    if root not in target.parents:
-        raise outside
-    return target
-
-
-def unzip(archive: Path, dest: Path, *, progress: bool = True, console: Any = None) -> int:
-    """Unpack ``archive`` into ``dest`` after checking every member; returns the files written."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            targets = [_target(info, dest) for info in members]  # all checked before anything is written
-            written = 0
-            with Progress(TextColumn(f"[bold]unzipping {archive.name}"), BarColumn(), DownloadColumn(),
-                          TimeRemainingColumn(), console=console, disable=not progress) as bar:
-                task = bar.add_task("unzip", total=sum(info.file_size for info in members))
-                for info, target in zip(members, targets):
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                    elif not (target.is_file() and target.stat().st_size == info.file_size):
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        partial = target.with_name(target.name + ".part")
-                        with bundle.open(info) as source, open(partial, "wb") as sink:
-                            shutil.copyfileobj(source, sink, length=1 << 20)
-                        os.replace(partial, target)  # never a half-written video under the real name
-                        written += 1
-                    bar.update(task, advance=info.file_size)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-        raise DownloadError(f"{archive}: not a readable zip archive ({exc}); download it again") from None
-    return written
 
 
 def find_archives(root: Path) -> list[Path]:
@@ -152,7 +76,7 @@ def download_dataset(root: Path, *, revision: str | None = None, fetch: bool = T
     except OSError as exc:
         raise DownloadError(f"{root}: cannot create the folder ({exc.strerror or exc})") from None
     if fetch:
-        fetch_snapshot(root, revision=revision)
+        fetch_snapshot(HUB_DATASET, root, benchmark="videommmu", revision=revision)
     archives = find_archives(root)
-    written = sum(unzip(a, root, progress=progress, console=console) for a in archives) if extract else 0
-    return archives, written, verify(root)
+    counts = unzip_all(archives, root, progress=progress, console=console) if extract else {}
+    return archives, sum(written for written, _ in counts.values()), verify(root)
