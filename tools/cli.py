@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from sleuth.options import JsonOpt
 from tools.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLIP_MODEL,
@@ -32,7 +33,6 @@ from tools.options import (
     index_config_from_options,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: scores are meaningless (smoke run)"
 
