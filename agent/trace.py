@@ -23,8 +23,11 @@ _FINITE = ConfigDict(allow_inf_nan=False)
 
 TRACE_VERSION = 1
 
-FrameSource = Literal["overview", "search", "view", "resample"]
-NodeKind = Literal["question", "overview", "thought", "tool_call", "observation", "answer"]
+FrameSource = Literal["overview", "search", "view", "resample", "caption"]
+# "captions": a caption memory (the captions strategy); "judgement": a model call that rates what it has
+# (the confidence strategy's answer with its confidence)
+NodeKind = Literal["question", "overview", "captions", "thought", "tool_call", "observation", "judgement", "answer"]
+Verdict = Literal["supported", "refuted", "unknown"]
 EdgeKind = Literal["next", "evidence", "prompted"]
 
 
@@ -38,6 +41,29 @@ class FrameRef(BaseModel):
     score: float | None = None  # CLIP similarity, for search hits
     shown: bool = True  # False: a search hit listed as text, not shown as an image
     thumb: str | None = None  # small JPEG data URL, for viewers
+
+
+class OptionVerdict(BaseModel):
+    """What the model concluded about one option, and the moments that conclusion rests on."""
+
+    model_config = _FINITE
+
+    option: str  # the option's letter
+    verdict: Verdict
+    times: list[float] = Field(default_factory=list)  # seconds: the frames behind the verdict
+    note: str = ""
+
+
+class Caption(BaseModel):
+    """One segment of a caption memory: what a model said the video shows between start and end."""
+
+    model_config = _FINITE
+
+    start: float
+    end: float
+    text: str
+    frames: int = 0  # frames the captioning model was shown for it (counted against the budget, cached or not)
+    cached: bool = False  # read from the caption cache rather than made in this run
 
 
 class TokenUsage(BaseModel):
@@ -63,6 +89,9 @@ class Node(BaseModel):
     latency_s: float | None = None
     cost_usd: float | None = None
     error: str | None = None  # what went wrong at this step, as the model was told
+    verdicts: list[OptionVerdict] = Field(default_factory=list)  # option verdicts recorded at this step
+    confidence: int | None = None  # judgement nodes: the model's confidence, 1 (guess) to 3 (sure)
+    captions: list[Caption] = Field(default_factory=list)  # captions nodes: the caption memory
 
 
 class Edge(BaseModel):
@@ -84,6 +113,8 @@ class FinalAnswer(BaseModel):
     gold: str | None = None
     correct: bool | None = None  # None when the gold answer is unknown
     unseen_evidence: list[float] = Field(default_factory=list)  # cited times with no frame a model was shown
+    verdicts: list[OptionVerdict] = Field(default_factory=list)  # the option verdicts standing at the end
+    confidence: int | None = None  # the last confidence the model gave (confidence strategy)
 
     def given(self) -> str | float | None:
         """The answer given, whatever its kind."""
@@ -96,6 +127,7 @@ class Totals(BaseModel):
     steps: int = 0
     model_calls: int = 0
     frames_shown: int = 0
+    pixels_shown: int = 0  # width x height summed over every image sent to a model (a contact sheet once)
     tokens: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float | None = None  # None when any call's price is unknown
     latency_s: float = 0.0
