@@ -45,6 +45,18 @@ class AgentConfig(BaseModel):
         "direct", description="direct: the planner sees frames; delegated: a perception model describes them"
     )
 
+    option_verdicts: bool = Field(
+        True, description="choice questions: offer judge_options, which records supported / refuted / unknown per "
+        "option with the timestamps behind each"
+    )
+    answer_rule: Literal["free", "elimination"] = Field(
+        "free", description="free: answer any time; elimination: an answer is refused while more than one option "
+        "still stands (not refuted), until a budget runs out"
+    )
+    confidence_rounds: int = Field(3, ge=1, description="confidence strategy: answer-and-rate rounds at most")
+    caption_segments: int = Field(8, ge=1, description="captions strategy: segments the video is described in")
+    caption_frames: int = Field(2, ge=1, description="captions strategy: frames shown per segment (each counts)")
+
     @model_validator(mode="after")
     def _default_overview(self) -> "AgentConfig":
         # The overview must leave frames to look with: a quarter of the budget, at most 8.

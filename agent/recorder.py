@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from agent.backends.base import Reply, Usage
-from agent.trace import Edge, FinalAnswer, FrameRef, Node, NodeKind, TokenUsage, Trace
+from agent.trace import Edge, FinalAnswer, FrameRef, Node, NodeKind, OptionVerdict, TokenUsage, Trace
 
 # An answer cites a frame by its label (t=12.50s); allow for rounding and for
 # citing a neighbouring frame of the same moment.
 EVIDENCE_TOLERANCE_S = 0.5
+# nodes whose shown frames a model saw (a caption memory's frames were seen by the captioning model)
+SEEING_KINDS = ("overview", "captions", "observation")
 
 
 class TraceRecorder:
@@ -73,8 +75,7 @@ class TraceRecorder:
         """Record the final answer and link it to the observations that hold its evidence."""
         # an answer may rest only on frames a model saw: citing a search hit never shown, or any other
         # moment, is flagged (and counted by scores and reports)
-        answer.unseen_evidence = [t for t in answer.evidence if not any(
-            _near(n.frames, t, True) for n in self.trace.nodes if n.kind in ("overview", "observation"))]
+        answer.unseen_evidence = [t for t in answer.evidence if not self._seen(t)]
         self.trace.answer = answer
         text = answer.rationale if answer.option else f"no answer ({answer.reason})"
         error = None if answer.option else answer.reason
@@ -86,11 +87,25 @@ class TraceRecorder:
             self.link(node.id, source_id, "evidence")
         return node
 
+    def judged(self, node: Node, verdicts: list[OptionVerdict]) -> None:
+        """Keep the verdicts on ``node`` with evidence edges to the frames behind them; a verdict citing a
+        moment no model was shown is flagged, like an answer's."""
+        node.verdicts = list(verdicts)
+        times = [t for v in verdicts for t in v.times]
+        for source_id in self.evidence_nodes(times):
+            self.link(node.id, source_id, "evidence")
+        unseen = sorted({t for t in times if not self._seen(t)})
+        if unseen:
+            node.error = "verdicts cite frames no model was shown: " + ", ".join(f"{t:.2f}s" for t in unseen)
+
+    def _seen(self, t: float) -> bool:
+        return any(_near(n.frames, t, True) for n in self.trace.nodes if n.kind in SEEING_KINDS)
+
     def evidence_nodes(self, timestamps: list[float]) -> list[str]:
         """Observation/overview nodes that contain a frame near a cited timestamp (shown frames first)."""
         found: list[str] = []
         for t in timestamps:
-            matches = [n for n in self.trace.nodes if n.kind in ("overview", "observation") and _near(n.frames, t, True)]
+            matches = [n for n in self.trace.nodes if n.kind in SEEING_KINDS and _near(n.frames, t, True)]
             if not matches:  # cited a search hit it never looked at
                 matches = [n for n in self.trace.nodes if n.kind == "observation" and _near(n.frames, t, False)]
             found += [n.id for n in matches if n.id not in found]

@@ -114,6 +114,9 @@ def solve(
                         state.get("step", 0), after=state.get("frontier", [])[-1:])
     trace.totals.steps = state.get("step", 0)
     trace.totals.frames_shown = state.get("frames_shown", 0)
+    trace.totals.pixels_shown = toolbox.pixels_shown
+    if not trace.answer.verdicts:
+        trace.answer.verdicts = toolbox.board.table()
     if gold_answer is not None:
         trace.answer.gold = gold_answer
         trace.answer.correct = trace.answer.given() == (gold_answer if answer_kind != "number" else _number(gold_answer))

@@ -3,9 +3,11 @@
 Each tool is a ``Toolbox`` method marked with ``@tool``; its schema is
 derived from the method's signature and docstring, so code, schema and the
 prompts (which list the tools from ``Toolbox.specs``) never drift apart.
-The tools: ``search_frames``, ``view_frames``, ``resample_clip`` and
-``answer``, whose arguments follow the question's answer kind (an option
-letter, a number or a text). Adding a tool: one ``@tool`` method.
+The tools: ``search_frames``, ``view_frames``, ``resample_clip``,
+``judge_options`` (choice questions: a verdict per option, with the frames
+behind it) and ``answer``, whose arguments follow the question's answer kind
+(an option letter, a number or a text). Adding a tool: one ``@tool`` method;
+a strategy with tools of its own subclasses ``Toolbox`` (its ``toolbox_class``).
 
 A tool call never raises for model misbehaviour: unknown tools, invalid
 arguments, out-of-range timestamps and frame-budget overruns all come back as
@@ -27,8 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.backends.base import Backend, ImagePart, Message, TextPart, ToolCall, ToolSpec, Usage
 from agent.config import AgentConfig
-from agent.trace import FrameRef, FrameSource
+from agent.trace import FrameRef, FrameSource, OptionVerdict
+from agent.verdicts import VerdictBoard
 from prompts import load_prompt
+from sleuth.answers import resolve_letter
 from sleuth.errors import ConfigError, ModelUnavailableError, SleuthError, ToolUnavailableError
 
 TOOL_ATTRIBUTE = "__sleuth_tool__"
@@ -77,6 +81,23 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
+def _inline_refs(schema: dict) -> dict:
+    """Replace ``$ref``s to ``$defs`` by the definitions themselves: several OpenAI-compatible servers
+    do not resolve references in tool schemas."""
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
 def arguments_model(
     fn: Callable, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
 ) -> type[BaseModel]:
@@ -100,7 +121,7 @@ def tool_spec(
 ) -> ToolSpec:
     """The ``ToolSpec`` (name, description, JSON schema) of a typed function."""
     summary, _ = _docstring_parts(fn)
-    schema = _strip_titles(arguments_model(fn, exclude=exclude, defaults=defaults).model_json_schema())
+    schema = _inline_refs(_strip_titles(arguments_model(fn, exclude=exclude, defaults=defaults).model_json_schema()))
     schema.pop("additionalProperties", None)  # some servers reject it; extra keys are still refused on our side
     return ToolSpec(name=name or fn.__name__, description=summary, parameters=schema)
 
@@ -148,6 +169,7 @@ class Observation:
     frames_shown: int = 0  # counted against the frame budget (to the planner or the perception model)
     error: str | None = None
     answer: AnswerRequest | None = None
+    verdicts: list[OptionVerdict] = field(default_factory=list)  # judge_options: the verdicts it recorded
     # the perception model's call, in delegated mode
     usage: Usage | None = None
     latency_s: float | None = None
@@ -198,8 +220,11 @@ class Toolbox:
         self._thumbnail = thumbnail or (lambda image: ImagePart.from_array(image, max_side=config.thumb_side).data_url())
         self._frames_left = config.max_frames
         self.answer_kind = answer_kind
+        self.board = VerdictBoard(letters)
+        self.pixels_shown = 0  # width x height of every image made for a model
         defaults = {"k": config.search_k, "n": config.resample_n}
-        self._tools = tools_for(type(self), answer_kind)  # tool name -> method name
+        # tool name -> method name
+        self._tools = {name: attr for name, attr in tools_for(type(self), answer_kind).items() if self._offered(name)}
         self._models = {
             name: arguments_model(getattr(self, attr), exclude=self._exclude(name), defaults=defaults)
             for name, attr in self._tools.items()
@@ -217,6 +242,10 @@ class Toolbox:
     def specs(self, only: tuple[str, ...] | None = None) -> list[ToolSpec]:
         """The tools' schemas as the model sees them (``only``: a subset, e.g. just ``answer``)."""
         return [s for s in self._specs if only is None or s.name in only]
+
+    def _offered(self, name: str) -> bool:
+        """Whether this run offers the tool ``name`` (the config can turn tools off)."""
+        return name != "judge_options" or self.config.option_verdicts
 
     def _exclude(self, name: str) -> tuple[str, ...]:
         # the sub-question only means something when a perception model does the looking
@@ -236,7 +265,7 @@ class Toolbox:
         except ValidationError as exc:
             return _error(call.name, f"invalid arguments for {call.name}: {_validation_summary(exc)}")
         try:
-            return method(**args.model_dump())
+            return method(**{name: getattr(args, name) for name in type(args).model_fields})  # nested models stay models
         except ToolInputError as exc:
             return _error(call.name, str(exc))
         except (ModelUnavailableError, ConfigError, ToolUnavailableError, OSError) as exc:
@@ -319,6 +348,25 @@ class Toolbox:
         return self._show(batch, "resample", "resample_clip", question, notes)
 
     @tool(answer_kind="choice")
+    def judge_options(self, verdicts: list[OptionVerdict]) -> Observation:
+        """Record what the evidence says about options: "supported", "refuted" or "unknown", each with the timestamps of the frames behind it. A later verdict on an option replaces the earlier one. Shows no images.
+
+        Args:
+            verdicts: one entry per option judged now: {"option": letter, "verdict": "supported" | "refuted" | "unknown", "times": [seconds], "note": why, in a few words}.
+        """
+        if not verdicts:
+            raise ToolInputError("judge_options needs at least one verdict")
+        checked: list[OptionVerdict] = []
+        for verdict in verdicts:
+            letter = resolve_letter(verdict.option, self.letters, self.options)
+            if letter is None:
+                raise ToolInputError(f"{verdict.option!r} is not one of this question's letters ({', '.join(self.letters)})")
+            times = [self._clamp(t, "time")[0] for t in verdict.times]
+            checked.append(verdict.model_copy(update={"option": letter, "times": times}))
+        self.board.update(checked)
+        return Observation(tool="judge_options", text=self.board.summary(), verdicts=checked)
+
+    @tool(answer_kind="choice")
     def answer(self, option: str, rationale: str, evidence: list[float]) -> Observation:
         """Give your final answer. This ends the task.
 
@@ -396,9 +444,15 @@ class Toolbox:
         )
 
     def image_part(self, image: Any, t: float) -> ImagePart:
-        return ImagePart.from_array(
+        part = ImagePart.from_array(
             image, max_side=self.config.image_max_side, detail=self.config.image_detail, label=TIME_LABEL.format(t=t)
         )
+        self.count_pixels(part)
+        return part
+
+    def count_pixels(self, part: ImagePart) -> None:
+        """Add an image made for a model to ``pixels_shown`` (rows report pixels beside frames)."""
+        self.pixels_shown += part.width * part.height
 
     def perceive(self, images: list[ImagePart], request: str) -> tuple[Any, str | None]:
         """Ask the perception model about ``images``; returns (reply, None) or (None, error).

@@ -52,6 +52,7 @@ class ResultRow(BaseModel):
     raw_response: str = ""
 
     frames: int = 0  # frames shown to the model
+    pixels: int = 0  # width x height summed over every image sent to a model (a contact sheet counts once)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None

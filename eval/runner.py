@@ -340,6 +340,7 @@ def ok_row(
         latency_s=round(outcome.latency_s, 4),
         trace=trace_path,
         unseen_evidence=outcome.unseen_evidence,
+        pixels=outcome.pixels,
         **benchmark.official_fields(model, outcome.raw_response, outcome.prediction),
     )
 

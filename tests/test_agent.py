@@ -89,7 +89,8 @@ def test_full_run_searches_views_resamples_and_answers(fake_openai, planner, syn
     assert "4.0 seconds long" in first["messages"][0]["content"]
     assert QUESTION in first["messages"][1]["content"][0]["text"] and "(C) all" in first["messages"][1]["content"][0]["text"]
     assert shown_images(first) == [("t=0.00s", 0), ("t=1.30s", 13), ("t=2.60s", 26), ("t=3.90s", 39)]
-    assert {t["function"]["name"] for t in first["tools"]} == {"search_frames", "view_frames", "resample_clip", "answer"}
+    assert {t["function"]["name"] for t in first["tools"]} == {"search_frames", "view_frames", "resample_clip", "judge_options",
+                                                         "answer"}
     # request 2: the search hits came back as JSON in a tool message
     hits = json.loads(tool_results(requests[1])[0])
     assert 1 <= len(hits) <= 2 and all(set(h) == {"t", "score"} and 0 <= h["t"] <= DURATION for h in hits)

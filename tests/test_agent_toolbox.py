@@ -34,7 +34,7 @@ def call(name: str, arguments: dict | None = None, **extra) -> ToolCall:
 
 def test_schemas_come_from_the_signatures(toolbox):
     specs = {s.name: s for s in toolbox.specs()}
-    assert list(specs) == ["search_frames", "view_frames", "resample_clip", "answer"] == toolbox.tool_names
+    assert list(specs) == ["search_frames", "view_frames", "resample_clip", "judge_options", "answer"] == toolbox.tool_names
     search = specs["search_frames"].parameters
     assert search["required"] == ["query"]
     assert search["properties"]["k"] == {"default": 3, "description": "how many moments to return.", "type": "integer"}
@@ -131,7 +131,7 @@ def test_frame_budget_overrun_says_what_is_left(toolbox):
 @pytest.mark.parametrize(
     "bad_call, message",
     [
-        (call("zoom_in", {"t": 1}), "unknown tool 'zoom_in'; the tools are: search_frames, view_frames, resample_clip, answer"),
+        (call("zoom_in", {"t": 1}), "unknown tool 'zoom_in'; the tools are: search_frames, view_frames, resample_clip, judge_options, answer"),
         (call("view_frames", {}, raw_arguments='{"timestamps": [1,', error="Expecting value"),
          "the arguments are not a JSON object (Expecting value)"),
         (call("view_frames", {"timestamps": "soon"}), "invalid arguments for view_frames: timestamps"),
@@ -163,3 +163,16 @@ def test_search_frames_returns_json_hits_inside_the_window(toolbox):
 def test_answer_is_returned_for_the_graph_to_check(toolbox):
     obs = toolbox.call(call("answer", {"option": "(B)", "rationale": "barks", "evidence": [1, 2.5]}), frames_left=0)
     assert obs.error is None and obs.answer.option == "(B)" and obs.answer.evidence == [1.0, 2.5]
+
+
+def test_judge_options_schema_is_self_contained_and_verdicts_are_checked(toolbox):
+    spec = {s.name: s for s in toolbox.specs()}["judge_options"].parameters
+    assert "$defs" not in spec and "$ref" not in json.dumps(spec)  # servers that do not resolve references
+    item = spec["properties"]["verdicts"]["items"]
+    assert item["properties"]["verdict"]["enum"] == ["supported", "refuted", "unknown"]
+    obs = toolbox.call(call("judge_options", {"verdicts": [{"option": "(b) a dog", "verdict": "supported",
+                                                            "times": [9.0]}]}), frames_left=10)
+    assert obs.error is None and [(v.option, v.times) for v in obs.verdicts] == [("B", [4.0])]  # clamped to the video
+    assert obs.text == "verdicts now: A: not judged; B: supported; C: not judged. Still standing: A, B, C."
+    bad = toolbox.call(call("judge_options", {"verdicts": [{"option": "B", "verdict": "likely"}]}), frames_left=10)
+    assert bad.error.startswith("invalid arguments for judge_options: verdicts.0.verdict")

@@ -54,3 +54,7 @@ def test_uniform_and_agent_send_frames_at_the_same_size(
                             tiny_clip_model, "--random-weights", "--cache-dir", str(tmp_path / "cache")], capsys)
     assert code == 0, err
     assert uniform_sizes == image_sizes(fake_openai.requests) == {size}
+    # rows record frames and pixels the same way for both methods: 6 frames, or 2 + 2 overview frames
+    uniform_row, agent_row = (json.loads((tmp_path / run / "results.jsonl").read_text()) for run in ("uniform", "agent"))
+    assert (uniform_row["frames"], uniform_row["pixels"]) == (6, 6 * size[0] * size[1])
+    assert agent_row["pixels"] == agent_row["frames"] * size[0] * size[1] and agent_row["frames"] == 3

@@ -44,6 +44,9 @@ PROMPT_NAMES = (
     "agent_final",
     "agent_perception",
     "agent_perception_describe",
+    "agent_verdicts",
+    "agent_elimination",
+    "agent_standing",
     "answer_choice",
     "answer_number",
     "answer_text",
@@ -56,6 +59,16 @@ def prompt(name: str, **values: Any) -> str:
 
 def _hint(ctx: AgentContext) -> str:
     return ctx.answer_texts.hint
+
+
+def verdict_notes(ctx: AgentContext) -> str:
+    """The system prompt's lines on option verdicts and the elimination rule, when this run has them."""
+    if "judge_options" not in ctx.toolbox.tool_names:
+        return ""
+    notes = "\n\n" + prompt("agent_verdicts")
+    if ctx.config.answer_rule == "elimination":
+        notes += " " + prompt("agent_elimination")
+    return notes
 
 
 # --------------------------------------------------------------------------- nodes
@@ -74,7 +87,7 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         max_steps=cfg.max_steps,
         max_frames=cfg.max_frames,
         tools=describe_tools(toolbox.specs()),
-        answer_rule=ctx.answer_texts.rule,
+        answer_rule=ctx.answer_texts.rule + verdict_notes(ctx),
     )
     intro = prompt("agent_question", question=ctx.question, answer_format=ctx.answer_texts.format)
     content: list = [TextPart(text=intro)]
@@ -84,7 +97,9 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         batch = toolbox.video.sample_uniform(n)
         frames = batch.frames
         refs = [FrameRef(t=float(f.t), source="overview", thumb=toolbox.thumbnail(f.image)) for f in frames]
-        images = [toolbox.image_part(f.image, f.t) for f in frames]
+        sheets = cfg.overview_mode == "contact_sheet" and not ctx.delegated
+        images = (_contact_sheets(toolbox, frames, cfg.sheet_tiles) if sheets
+                  else [toolbox.image_part(f.image, f.t) for f in frames])
         skipped = "".join(f"\nframe {i} could not be decoded ({why})" for i, why in batch.skipped)
         node = rec.add("overview", 0, after=[question_node.id], frames=refs,
                        error=skipped.strip() or None)
@@ -105,9 +120,8 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             shown = len(frames)  # a tiled frame is a frame the model sees: it counts all the same
             node.text = f"{len(frames)} uniform frames"
             content.append(TextPart(text="\n\n" + prompt("agent_overview", n_frames=len(frames), duration=toolbox.duration)))
-            if cfg.overview_mode == "contact_sheet":
+            if sheets:
                 node.text += f" in contact sheets of {cfg.sheet_tiles}"
-                images = _contact_sheets(toolbox, frames, cfg.sheet_tiles)
             content.extend(images)
         frontier = [node.id]
     messages = [Message(role="system", content=system), Message(role="user", content=content)]
@@ -168,9 +182,15 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         observations.append(node.id)
         frames_shown += obs.frames_shown
         tokens += obs.usage.total_tokens if obs.usage else 0
+        if obs.verdicts:
+            rec.judged(node, obs.verdicts)
         if obs.answer is not None:
             final, problem = _check_answer(ctx, obs.answer)
-            if problem:
+            if final is not None and (refusal := _elimination_refusal(ctx, final.option)):
+                final = None  # the elimination rule (the one re-ask for an invalid answer is not used up)
+                node.error = obs.text = node.text = f"refused: {refusal}"
+                followups.append(refusal)
+            elif problem:
                 node.error = problem
                 obs.text = node.text = f"error: {problem}"
                 if reasked:
@@ -268,7 +288,9 @@ def _contact_sheets(toolbox: Any, frames: list, per_sheet: int) -> list:
         group = frames[start:start + per_sheet]
         sheet = contact_sheet([f.image for f in group], [f.t for f in group])
         label = f"contact sheet: {len(group)} frames, t={group[0].t:.2f}s to t={group[-1].t:.2f}s"
-        sheets.append(ImagePart.from_array(sheet, detail=toolbox.config.image_detail, label=label))
+        part = ImagePart.from_array(sheet, detail=toolbox.config.image_detail, label=label)
+        toolbox.count_pixels(part)
+        sheets.append(part)
     return sheets
 
 
@@ -382,6 +404,18 @@ def _check_answer(ctx: AgentContext, request: AnswerRequest) -> tuple[FinalAnswe
     if letter is None:
         return None, f"{request.option!r} is not one of this question's letters ({', '.join(ctx.letters)})"
     return FinalAnswer(option=letter, rationale=request.rationale, evidence=request.evidence), None
+
+
+def _elimination_refusal(ctx: AgentContext, letter: str | None) -> str | None:
+    """Under the elimination rule, why an answer of ``letter`` is refused now (None: accepted)."""
+    if ctx.config.answer_rule != "elimination" or "judge_options" not in ctx.toolbox.tool_names:
+        return None
+    standing = ctx.toolbox.board.standing()
+    if len(standing) > 1:
+        return prompt("agent_standing", n_standing=len(standing), standing=", ".join(standing))
+    if letter not in standing:
+        return f"you refuted {letter}; the option still standing is {', '.join(standing) or 'none'}. Answer with it, or judge again."
+    return None
 
 
 def _given(request: AnswerRequest) -> str:

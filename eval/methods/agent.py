@@ -69,6 +69,7 @@ class AgentMethod:
             extraction="tool" if prediction is not None else "none",
             raw_response=_answer_text(trace),
             frames=trace.totals.frames_shown,
+            pixels=trace.totals.pixels_shown,
             prompt_tokens=trace.totals.tokens.prompt,
             completion_tokens=trace.totals.tokens.completion,
             cost_usd=trace.totals.cost_usd,

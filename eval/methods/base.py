@@ -40,6 +40,7 @@ class MethodOutcome:
     model: str = ""
     trace: "Trace | None" = None
     unseen_evidence: int = 0  # cited moments no model was shown (agents)
+    pixels: int = 0  # width x height summed over the images sent to a model
 
 
 class MethodFailure(SleuthError):
@@ -97,3 +98,11 @@ def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
     return add
 
 
+
+
+def pixels_in(messages: list[Any]) -> int:
+    """Width x height summed over the images in chat ``messages``."""
+    from agent.backends.base import ImagePart
+
+    return sum(part.width * part.height for m in messages if isinstance(m.content, list)
+               for part in m.content if isinstance(part, ImagePart))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from eval.methods.base import MethodOutcome, MethodParts, register_method
+from eval.methods.base import MethodOutcome, MethodParts, pixels_in, register_method
 from sleuth.errors import SleuthError
 
 DEFAULT_FRAMES = 32
@@ -58,13 +58,15 @@ class UniformMethod:
     def run(self, question: Any) -> MethodOutcome:
         started = time.perf_counter()
         images = self.sample_frames(question)
-        reply = self.backend.chat(self.build_messages(question, images), settings=self.settings)
+        messages = self.build_messages(question, images)
+        reply = self.backend.chat(messages, settings=self.settings)
         found = self.benchmark.extract(reply.text, question, strict_official=self.strict_official)
         return MethodOutcome(
             prediction=found.value,
             extraction=found.rule,
             raw_response=reply.text,
             frames=len(images),
+            pixels=pixels_in(messages),
             prompt_tokens=reply.usage.prompt_tokens,
             completion_tokens=reply.usage.completion_tokens,
             cost_usd=reply.cost_usd,
