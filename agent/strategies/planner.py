@@ -17,16 +17,17 @@ run-scoped dependencies (backend, toolbox, trace recorder) come from
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.backends.base import Message, Reply, TextPart, ToolCall
-from agent.state import AgentContext, AgentState, PendingCall
+from agent.backends.base import Message, TextPart
+from agent.state import AgentContext, AgentState
 from agent.strategies.base import Strategy, register_strategy
+from agent.strategies.steps import (check_answer, failed, given, hint, prompt, record_observation, record_reply,
+                                    show_overview)
 from agent.toolbox import AnswerRequest, Observation, describe_tools
-from agent.trace import FinalAnswer, FrameRef
+from agent.trace import FinalAnswer
 from prompts import load_prompt
 from sleuth import deadline
 from sleuth.answers import resolve_letter
@@ -53,14 +54,6 @@ PROMPT_NAMES = (
 )
 
 
-def prompt(name: str, **values: Any) -> str:
-    return load_prompt(name).text.strip().format(**values)
-
-
-def _hint(ctx: AgentContext) -> str:
-    return ctx.answer_texts.hint
-
-
 def verdict_notes(ctx: AgentContext) -> str:
     """The system prompt's lines on option verdicts and the elimination rule, when this run has them."""
     if "judge_options" not in ctx.toolbox.tool_names:
@@ -77,8 +70,7 @@ def verdict_notes(ctx: AgentContext) -> str:
 def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Question plus N uniform frames: the planner's first look at the video."""
     ctx = runtime.context
-    cfg, toolbox, rec = ctx.config, ctx.toolbox, ctx.recorder
-    question_node = rec.add("question", 0, text="\n".join([ctx.question, *ctx.options]))
+    cfg, toolbox = ctx.config, ctx.toolbox
     system = prompt(
         "agent_system",
         duration=toolbox.duration,
@@ -89,43 +81,9 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         tools=describe_tools(toolbox.specs()),
         answer_rule=ctx.answer_texts.rule + verdict_notes(ctx),
     )
-    intro = prompt("agent_question", question=ctx.question, answer_format=ctx.answer_texts.format)
-    content: list = [TextPart(text=intro)]
-    n = min(cfg.overview_frames, cfg.max_frames)
-    shown, frontier = 0, [question_node.id]
-    if n > 0:
-        batch = toolbox.video.sample_uniform(n)
-        frames = batch.frames
-        refs = [FrameRef(t=float(f.t), source="overview", thumb=toolbox.thumbnail(f.image)) for f in frames]
-        sheets = cfg.overview_mode == "contact_sheet" and not ctx.delegated
-        images = (_contact_sheets(toolbox, frames, cfg.sheet_tiles) if sheets
-                  else [toolbox.image_part(f.image, f.t) for f in frames])
-        skipped = "".join(f"\nframe {i} could not be decoded ({why})" for i, why in batch.skipped)
-        node = rec.add("overview", 0, after=[question_node.id], frames=refs,
-                       error=skipped.strip() or None)
-        if ctx.delegated:
-            request = prompt("agent_perception_describe", question=ctx.question)
-            reply, error = toolbox.perceive(images, request)
-            if error:
-                node.error, node.frames = error, []
-                content.append(TextPart(text=f"(no overview: {error})"))
-            else:
-                rec.reply(node, reply)
-                node.text = reply.text.strip()
-                shown = len(frames)
-                content.append(TextPart(text="\n\n" + prompt(
-                    "agent_overview_delegated", n_frames=len(frames), duration=toolbox.duration,
-                    description=node.text or "(empty reply)")))
-        else:
-            shown = len(frames)  # a tiled frame is a frame the model sees: it counts all the same
-            node.text = f"{len(frames)} uniform frames"
-            content.append(TextPart(text="\n\n" + prompt("agent_overview", n_frames=len(frames), duration=toolbox.duration)))
-            if sheets:
-                node.text += f" in contact sheets of {cfg.sheet_tiles}"
-            content.extend(images)
-        frontier = [node.id]
+    content, shown, frontier = show_overview(ctx)
     messages = [Message(role="system", content=system), Message(role="user", content=content)]
-    tokens = sum(n.tokens.total for n in rec.trace.nodes if n.tokens)
+    tokens = sum(n.tokens.total for n in ctx.recorder.trace.nodes if n.tokens)
     return {
         "messages": messages, "step": 0, "frames_shown": shown, "tokens_used": tokens, "pending": [],
         "frontier": frontier, "prompting": frontier, "reasked": False, "final_attempts": 0,
@@ -136,14 +94,13 @@ def overview(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """One planning call: the model thinks and calls tools."""
     ctx = runtime.context
-    rec = ctx.recorder
     step = state["step"] + 1
     try:
         deadline.check()
         reply = ctx.backend.chat(state["messages"], tools=ctx.toolbox.specs())
     except SleuthError as exc:  # BackendError, a local model that cannot build its prompt, the deadline
-        return {"step": step, "final": _failed(ctx, exc, step, state["frontier"]), "pending": []}
-    thought, pending, dropped = _record_reply(ctx, reply, step, state)
+        return {"step": step, "final": failed(ctx, exc, step, state["frontier"]), "pending": []}
+    thought, pending, dropped = record_reply(ctx, reply, step, state)
     kept_calls = [item["call"] for item in pending]
     messages = state["messages"] + [Message(role="assistant", content=reply.text, tool_calls=kept_calls)]
     return {
@@ -160,11 +117,11 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     try:
         deadline.check()
     except SleuthError as exc:
-        return {"final": _failed(ctx, exc, step, state["frontier"]), "pending": []}
+        return {"final": failed(ctx, exc, step, state["frontier"]), "pending": []}
     frames_shown, tokens = state["frames_shown"], state["tokens_used"]
     reasked, final = state["reasked"], None
     if not state["pending"]:
-        messages.append(Message(role="user", content=prompt("agent_continue", answer_hint=_hint(ctx))))
+        messages.append(Message(role="user", content=prompt("agent_continue", answer_hint=hint(ctx))))
         return {"messages": messages, "prompting": state["frontier"], "exhausted": budget_exhausted(state, ctx)}
 
     observations: list[str] = []
@@ -178,14 +135,14 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         if final is not None:  # calls after a valid answer are not run
             break
         obs = ctx.toolbox.call(call, frames_left=cfg.max_frames - frames_shown)
-        node = _record_observation(ctx, obs, step, pending["node_id"])
+        node = record_observation(ctx, obs, step, pending["node_id"])
         observations.append(node.id)
         frames_shown += obs.frames_shown
         tokens += obs.usage.total_tokens if obs.usage else 0
         if obs.verdicts:
             rec.judged(node, obs.verdicts)
         if obs.answer is not None:
-            final, problem = _check_answer(ctx, obs.answer)
+            final, problem = check_answer(ctx, obs.answer)
             if final is not None and (refusal := _elimination_refusal(ctx, final.option)):
                 final = None  # the elimination rule (the one re-ask for an invalid answer is not used up)
                 node.error = obs.text = node.text = f"refused: {refusal}"
@@ -198,7 +155,7 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                                         evidence=obs.answer.evidence, reason="invalid_letter")
                 else:
                     reasked = True
-                    followups.append(prompt("agent_reask", given=_given(obs.answer), answer_hint=_hint(ctx)))
+                    followups.append(prompt("agent_reask", given=given(obs.answer), answer_hint=hint(ctx)))
         messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=obs.text))
         if obs.images:
             shown_parts.append(TextPart(text=f"Frames from {call.name} (call {call.id}):"))
@@ -228,13 +185,13 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     messages = list(state["messages"])
     if attempts == 0:
         reason = state.get("exhausted") or "The step budget is used up."
-        messages.append(Message(role="user", content=prompt("agent_final", reason=reason, answer_hint=_hint(ctx))))
+        messages.append(Message(role="user", content=prompt("agent_final", reason=reason, answer_hint=hint(ctx))))
     try:
         deadline.check()
         reply = ctx.backend.chat(messages, tools=ctx.toolbox.specs(only=("answer",)))
     except SleuthError as exc:  # BackendError, a local model that cannot build its prompt, the deadline
-        return {"step": step, "final": _failed(ctx, exc, step, state["frontier"]), "final_attempts": attempts + 1}
-    thought, pending, _ = _record_reply(ctx, reply, step, state)
+        return {"step": step, "final": failed(ctx, exc, step, state["frontier"]), "final_attempts": attempts + 1}
+    thought, pending, _ = record_reply(ctx, reply, step, state)
     messages.append(Message(role="assistant", content=reply.text, tool_calls=[item["call"] for item in pending]))
     tokens = state["tokens_used"] + reply.usage.total_tokens
 
@@ -248,7 +205,7 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             obs = ctx.toolbox.call(call, frames_left=0)
             request = obs.answer
             problem = obs.error if request is None else None
-        node = _record_observation(ctx, obs, step, item["node_id"])
+        node = record_observation(ctx, obs, step, item["node_id"])
         last = node.id
         messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=obs.text))
     if request is None and not pending and ctx.answer_kind == "choice" and resolve_letter(reply.text, ctx.letters, ctx.options):
@@ -257,7 +214,7 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
     final = None
     if request is not None:
-        final, problem = _check_answer(ctx, request)
+        final, problem = check_answer(ctx, request)
         if final is not None:
             final.reason = "budget_exhausted"
     unusable_reason = "invalid_letter" if request is not None else "no_answer"
@@ -272,26 +229,10 @@ def final_answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         rec.finish(final, step, after=[last])
         update["final"] = final
     else:
-        given = _given(request) if request is not None else (reply.text.strip()[:80] or "(nothing)")
-        messages.append(Message(role="user", content=prompt("agent_reask", given=given, answer_hint=_hint(ctx))))
+        said = given(request) if request is not None else (reply.text.strip()[:80] or "(nothing)")
+        messages.append(Message(role="user", content=prompt("agent_reask", given=said, answer_hint=hint(ctx))))
         update["reasked"] = True
     return update
-
-
-def _contact_sheets(toolbox: Any, frames: list, per_sheet: int) -> list:
-    """The frames tiled ``per_sheet`` to an image, each tile labelled with its timestamp."""
-    from agent.backends.base import ImagePart
-    from tools.contact_sheet import contact_sheet
-
-    sheets = []
-    for start in range(0, len(frames), per_sheet):
-        group = frames[start:start + per_sheet]
-        sheet = contact_sheet([f.image for f in group], [f.t for f in group])
-        label = f"contact sheet: {len(group)} frames, t={group[0].t:.2f}s to t={group[-1].t:.2f}s"
-        part = ImagePart.from_array(sheet, detail=toolbox.config.image_detail, label=label)
-        toolbox.count_pixels(part)
-        sheets.append(part)
-    return sheets
 
 
 # --------------------------------------------------------------------------- routing
@@ -347,65 +288,6 @@ def recursion_limit(ctx: AgentContext) -> int:
 # --------------------------------------------------------------------------- recording helpers
 
 
-def _record_reply(
-    ctx: AgentContext, reply: Reply, step: int, state: AgentState
-) -> tuple[str, list[PendingCall], int]:
-    """A thought node for the model call and a tool_call node per call it made, up to
-    ``max_tool_calls``; returns the thought's id, the calls to run, and how many were dropped."""
-    rec = ctx.recorder
-    thought = rec.add("thought", step, after=state["frontier"], text=reply.text)
-    rec.reply(thought, reply)
-    calls = _with_ids(reply.tool_calls, step)
-    limit = ctx.config.max_tool_calls
-    dropped = max(0, len(calls) - limit)
-    if dropped:  # a runaway reply (thousands of calls) must not run for minutes or flood the trace
-        thought.error = f"{len(calls)} tool calls in one reply; the first {limit} were run, {dropped} dropped"
-    pending: list[PendingCall] = []
-    for call in calls[:limit]:
-        node = rec.add("tool_call", step, after=[thought.id], tool=call.name,
-                       arguments=call.arguments if not call.error else {"raw": call.raw_arguments},
-                       text=call.raw_arguments, error=call.error)
-        for source in state.get("prompting", []):
-            rec.link(source, node.id, "prompted")
-        pending.append({"call": call, "node_id": node.id})
-    return thought.id, pending, dropped
-
-
-def _failed(ctx: AgentContext, exc: SleuthError, step: int, frontier: list[str]) -> FinalAnswer:
-    """End the run on a failure that is not the model's answer: the question becomes an error row."""
-    node = ctx.recorder.add("thought", step, after=frontier, error=str(exc))
-    why = str(exc) if exc.kind == "deadline" else f"the planner model failed: {exc}"
-    final = FinalAnswer(option=None, reason="error", error_kind=exc.kind, rationale=why)
-    ctx.recorder.finish(final, step, after=[node.id])
-    return final
-
-
-def _with_ids(calls: list[ToolCall], step: int) -> list[ToolCall]:
-    """Tool messages must answer a call id; text-protocol calls may come without one."""
-    return [c if c.id else c.model_copy(update={"id": f"call_{step}_{i}"}) for i, c in enumerate(calls)]
-
-
-def _record_observation(ctx: AgentContext, obs: Observation, step: int, call_node: str):
-    node = ctx.recorder.add("observation", step, after=[call_node], tool=obs.tool, text=obs.text,
-                            frames=obs.frames, error=obs.error)
-    if obs.model_calls:
-        ctx.recorder.model_call(node, usage=obs.usage, latency_s=obs.latency_s or 0.0, cost_usd=obs.cost_usd)
-    return node
-
-
-def _check_answer(ctx: AgentContext, request: AnswerRequest) -> tuple[FinalAnswer | None, str | None]:
-    """The final answer a request makes, or why it is not one (the model is told and asked again)."""
-    if ctx.answer_kind != "choice":
-        if request.value is None or request.value == "":
-            return None, f"the answer is empty; give {_hint(ctx)}"
-        return FinalAnswer(option=None, kind=ctx.answer_kind, value=request.value, rationale=request.rationale,
-                           evidence=request.evidence), None
-    letter = resolve_letter(request.option or "", ctx.letters, ctx.options)
-    if letter is None:
-        return None, f"{request.option!r} is not one of this question's letters ({', '.join(ctx.letters)})"
-    return FinalAnswer(option=letter, rationale=request.rationale, evidence=request.evidence), None
-
-
 def _elimination_refusal(ctx: AgentContext, letter: str | None) -> str | None:
     """Under the elimination rule, why an answer of ``letter`` is refused now (None: accepted)."""
     if ctx.config.answer_rule != "elimination" or "judge_options" not in ctx.toolbox.tool_names:
@@ -416,10 +298,6 @@ def _elimination_refusal(ctx: AgentContext, letter: str | None) -> str | None:
     if letter not in standing:
         return f"you refuted {letter}; the option still standing is {', '.join(standing) or 'none'}. Answer with it, or judge again."
     return None
-
-
-def _given(request: AnswerRequest) -> str:
-    return str(request.option if request.option is not None else request.value)
 
 
 # --------------------------------------------------------------------------- the strategy
