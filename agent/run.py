@@ -12,7 +12,6 @@ from agent.config import AgentConfig
 from agent.recorder import TraceRecorder
 from agent.state import AgentContext
 from agent.strategies import get_strategy
-from agent.toolbox import Toolbox
 from agent.trace import FinalAnswer, Trace
 from prompts import prompt_hashes
 from sleuth.answers import AnswerKind, label_options, resolve_letter
@@ -97,7 +96,7 @@ def solve(
             labels=_labels(labels, searcher),
         )
         recorder = TraceRecorder(trace)
-        toolbox = Toolbox(
+        toolbox = chosen.toolbox_class(
             video=handle, video_path=video, searcher=searcher, config=config, letters=letters, options=options,
             perception_backend=perception_backend if config.perception == "delegated" else None,
             main_question=question, answer_kind=answer_kind,

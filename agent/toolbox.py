@@ -170,6 +170,7 @@ class Observation:
     error: str | None = None
     answer: AnswerRequest | None = None
     verdicts: list[OptionVerdict] = field(default_factory=list)  # judge_options: the verdicts it recorded
+    confidence: int | None = None  # judge_answer (confidence strategy): how sure the model is, 1 to 3
     # the perception model's call, in delegated mode
     usage: Usage | None = None
     latency_s: float | None = None

@@ -8,12 +8,15 @@ returns a small state dict (``step``, ``frames_shown``, ``frontier``) that
 raises (a tool that cannot work, the deadline) ends the question as a failure.
 
 Adding one: a class with ``name``, ``prompt_names`` and ``run(context,
-on_event)``, decorated with ``@register_strategy``.
+on_event)``, decorated with ``@register_strategy``; a strategy with tools of
+its own names a ``Toolbox`` subclass as ``toolbox_class``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from agent.toolbox import Toolbox
 
 if TYPE_CHECKING:
     from agent.state import AgentContext
@@ -26,6 +29,7 @@ class Strategy:
 
     name: ClassVar[str]
     prompt_names: ClassVar[tuple[str, ...]] = ()  # every prompt file it may send (their hashes go in traces)
+    toolbox_class: ClassVar[type[Toolbox]] = Toolbox  # the tools its runs get
 
     def run(self, context: "AgentContext", on_event: EventSink | None = None) -> dict[str, Any]:
         raise NotImplementedError

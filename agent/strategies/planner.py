@@ -24,8 +24,8 @@ from langgraph.runtime import Runtime
 from agent.backends.base import Message, TextPart
 from agent.state import AgentContext, AgentState
 from agent.strategies.base import Strategy, register_strategy
-from agent.strategies.steps import (check_answer, failed, given, hint, prompt, record_observation, record_reply,
-                                    show_overview)
+from agent.strategies.steps import (check_answer, failed, given, hint, progress_event, prompt, record_observation,
+                                    record_reply, show_overview)
 from agent.toolbox import AnswerRequest, Observation, describe_tools
 from agent.trace import FinalAnswer
 from prompts import load_prompt
@@ -322,15 +322,7 @@ class PlannerStrategy(Strategy):
             ):
                 for graph_node, update in chunk.items():
                     state.update(update or {})
-                    nodes = context.recorder.new_nodes()
-                    if on_event is not None:
-                        on_event({
-                            "event": graph_node,
-                            "step": state.get("step", 0),
-                            "frames_shown": state.get("frames_shown", 0),
-                            "tokens": state.get("tokens_used", 0),
-                            "nodes": [n.model_dump(exclude={"frames": {"__all__": {"thumb"}}}) for n in nodes],
-                        })
+                    progress_event(on_event, graph_node, state, context.recorder)
         except GraphRecursionError:
             context.recorder.finish(
                 FinalAnswer(option=None, reason="error", error_kind="agent",
