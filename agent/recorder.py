@@ -52,10 +52,14 @@ class TraceRecorder:
         self.trace.edges.append(Edge(source=source, target=target, kind=kind))
 
     def model_call(self, node: Node, *, usage: Usage, latency_s: float, cost_usd: float | None) -> None:
-        """Attach one model call's usage to ``node`` and to the totals."""
-        node.tokens = TokenUsage(prompt=usage.prompt_tokens, completion=usage.completion_tokens)
-        node.latency_s = round(latency_s, 4)
-        node.cost_usd = cost_usd
+        """Add one model call's usage to ``node`` (a node may stand for several calls, e.g. a caption
+        memory) and to the totals."""
+        before = node.tokens or TokenUsage()
+        node.tokens = TokenUsage(prompt=before.prompt + usage.prompt_tokens,
+                                 completion=before.completion + usage.completion_tokens)
+        node.latency_s = round((node.latency_s or 0.0) + latency_s, 4)
+        first = node.cost_usd is None and before.total == 0
+        node.cost_usd = cost_usd if first or cost_usd is None or node.cost_usd is None else node.cost_usd + cost_usd
         totals = self.trace.totals
         totals.model_calls += 1
         totals.tokens = TokenUsage(

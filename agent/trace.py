@@ -63,6 +63,7 @@ class Caption(BaseModel):
     end: float
     text: str
     frames: int = 0  # frames the captioning model was shown for it (counted against the budget, cached or not)
+    times: list[float] = Field(default_factory=list)  # where those frames were taken (seconds)
     cached: bool = False  # read from the caption cache rather than made in this run
 
 

@@ -1,6 +1,6 @@
 """Agent strategies, registered by name: ``get_strategy("planner")``; see ``agent.strategies.base``."""
 
-from agent.strategies import confidence, planner  # noqa: F401  (the built-in strategies register themselves)
+from agent.strategies import captions, confidence, planner  # noqa: F401  (the built-in strategies register themselves)
 from agent.strategies.base import REGISTRY, Strategy, register_strategy
 from sleuth.errors import ConfigError
 

@@ -126,6 +126,7 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
     observations: list[str] = []
     shown_parts: list = []
+    unsent: list = []  # (trace node, observation) whose images wait for the next user turn
     followups: list[str] = []
     if state.get("dropped_calls"):
         followups.append(f"note: your reply made {state['dropped_calls']} more tool calls than the "
@@ -160,7 +161,9 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         if obs.images:
             shown_parts.append(TextPart(text=f"Frames from {call.name} (call {call.id}):"))
             shown_parts.extend(obs.images)
+            unsent.append((node, obs))
     if final is not None:
+        frames_shown -= _never_shown(ctx, unsent)
         rec.finish(final, step, after=observations[-1:])
         return {"messages": messages, "frames_shown": frames_shown, "tokens_used": tokens, "final": final,
                 "pending": [], "reasked": reasked}
@@ -264,11 +267,12 @@ def after_final_answer(state: AgentState) -> str:
     return END if state.get("final") is not None else "final_answer"
 
 
-@lru_cache(maxsize=1)
-def build_graph():
-    """The compiled agent graph (one per process; runs differ only by their context)."""
+@lru_cache(maxsize=None)
+def build_graph(opening=overview):
+    """The compiled agent graph, opening with ``opening`` (the overview, or another first look such as
+    a caption memory); one per process and opening, as runs differ only by their context."""
     graph = StateGraph(AgentState, context_schema=AgentContext)
-    graph.add_node("overview", overview)
+    graph.add_node("overview", opening)
     graph.add_node("plan", plan)
     graph.add_node("act", act)
     graph.add_node("final_answer", final_answer)
@@ -286,6 +290,19 @@ def recursion_limit(ctx: AgentContext) -> int:
 
 
 # --------------------------------------------------------------------------- recording helpers
+
+
+def _never_shown(ctx: AgentContext, unsent: list) -> int:
+    """Frames fetched in the step that answered never reach a model: the answer came before them. They
+    are marked not shown (an answer citing them is flagged) and given back to the budget; returns how many."""
+    count = 0
+    for node, obs in unsent:
+        for ref in node.frames:
+            ref.shown = False
+        node.text += "\n(not shown to the model: the answer in the same reply ended the run first)"
+        ctx.toolbox.pixels_shown -= sum(part.width * part.height for part in obs.images)
+        count += obs.frames_shown
+    return count
 
 
 def _elimination_refusal(ctx: AgentContext, letter: str | None) -> str | None:
@@ -310,6 +327,7 @@ class PlannerStrategy(Strategy):
 
     name = "planner"
     prompt_names = PROMPT_NAMES
+    opening = staticmethod(overview)  # the first node: the model's first look at the video
 
     def run(self, context: AgentContext, on_event=None) -> dict:
         """Stream the graph, folding updates into the final state and forwarding progress events."""
@@ -317,7 +335,7 @@ class PlannerStrategy(Strategy):
 
         state: dict = {}
         try:
-            for chunk in build_graph().stream(
+            for chunk in build_graph(self.opening).stream(
                 {}, config={"recursion_limit": recursion_limit(context)}, context=context, stream_mode="updates"
             ):
                 for graph_node, update in chunk.items():
