@@ -37,6 +37,7 @@ from agent.backends.options import (
 )
 from agent.config import AgentConfig
 from agent.options import (
+    AgentOptionOpt,
     MaxStepsOpt,
     MaxToolCallsOpt,
     OverviewFramesOpt,
@@ -209,6 +210,7 @@ def ask(
     quiet: QuietOpt = False,
     frames: FramesOpt = None,
     strategy: StrategyOpt = "planner",
+    agent_option: AgentOptionOpt = None,
     max_steps: MaxStepsOpt = None,
     overview_frames: OverviewFramesOpt = None,
     overview_mode: OverviewModeOpt = None,
@@ -261,7 +263,7 @@ def ask(
     agent_config = _agent_config(
         **agent_budgets(frames=frames or _DEFAULTS.max_frames, max_steps=max_steps, overview_frames=overview_frames,
                         token_budget=token_budget, max_tool_calls=max_tool_calls, perception_model=perception_model,
-                        overview_mode=overview_mode),
+                        overview_mode=overview_mode, agent_option=agent_option),
         image_max_side=image_max_side, image_detail=image_detail,
     )
     _run_and_report(

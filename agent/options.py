@@ -11,7 +11,15 @@ AGENT_PANEL = "Agent"
 StrategyOpt = Annotated[
     str,
     typer.Option("--strategy", rich_help_panel=AGENT_PANEL,
-                 help="The agent strategy by name (built in: planner; code of yours may register more)."),
+                 help="The agent strategy by name. Built in: planner (overview, then search and look), captions "
+                 "(a caption memory of the video first), confidence (answer, rate, look for what is missing); code "
+                 "of yours may register more."),
+]
+AgentOptionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--agent-option", rich_help_panel=AGENT_PANEL, metavar="KEY=VALUE", show_default=False,
+                 help="Any agent setting, repeatable: e.g. answer_rule=elimination, option_verdicts=false, "
+                 "confidence_rounds=2, caption_segments=6, caption_frames=2, sheet_tiles=16."),
 ]
 OverviewModeOpt = Annotated[
     Optional[str],
@@ -48,10 +56,32 @@ PerceptionModelOpt = Annotated[
 ]
 
 
+def parse_agent_options(items: list[str] | None) -> dict:
+    """``--agent-option KEY=VALUE`` pairs as ``AgentConfig`` values (VALUE read as YAML: 2, false, a word)."""
+    import yaml
+
+    from agent.config import AgentConfig
+    from sleuth.errors import ConfigError
+
+    values: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in AgentConfig.model_fields:
+            known = ", ".join(sorted(AgentConfig.model_fields))
+            raise ConfigError(f"--agent-option {item!r}: expected KEY=VALUE with KEY one of: {known}")
+        try:
+            values[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            values[key] = raw
+    return values
+
+
 def agent_budgets(*, frames: int, max_steps: int | None, overview_frames: int | None, token_budget: int | None,
-                  max_tool_calls: int | None, perception_model: str | None, overview_mode: str | None = None) -> dict:
+                  max_tool_calls: int | None, perception_model: str | None, overview_mode: str | None = None,
+                  agent_option: list[str] | None = None) -> dict:
     """``AgentConfig`` values from the shared flags (unset flags keep the config's defaults)."""
-    values: dict = {"max_frames": frames}
+    values: dict = {"max_frames": frames, **parse_agent_options(agent_option)}
     for key, value in (("max_steps", max_steps), ("overview_frames", overview_frames),
                        ("max_tokens", token_budget), ("max_tool_calls", max_tool_calls),
                        ("overview_mode", overview_mode)):

@@ -64,6 +64,7 @@ class Caption(BaseModel):
     text: str
     frames: int = 0  # frames the captioning model was shown for it (counted against the budget, cached or not)
     times: list[float] = Field(default_factory=list)  # where those frames were taken (seconds)
+    pixels: int = 0  # width x height summed over those frames as the model got them
     cached: bool = False  # read from the caption cache rather than made in this run
 
 

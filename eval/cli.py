@@ -11,7 +11,6 @@ import typer
 from agent.backends.options import (
     DEFAULT_BACKEND,
     DEFAULT_DEVICE,
-    DEFAULT_IMAGE_MAX_SIDE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -32,9 +31,9 @@ from agent.backends.options import (
     TemperatureOpt,
     TimeoutOpt,
     ToolModeOpt,
-    backend_config_from_cli,
 )
 from agent.options import (
+    AgentOptionOpt,
     MaxStepsOpt,
     MaxToolCallsOpt,
     OverviewFramesOpt,
@@ -178,6 +177,7 @@ def eval_command(
     ] = DEFAULT_BREAKER,
     json_output: JsonOpt = False,
     strategy: StrategyOpt = "planner",
+    agent_option: AgentOptionOpt = None,
     # -- model
     backend: BackendOpt = DEFAULT_BACKEND,
     model: ModelOpt = None,
@@ -291,7 +291,7 @@ _SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "replay_cache": ("backend", "replay_cache"), "prices": ("backend", "prices_file"), "device": ("backend", "device"),
     # the agent's budgets
     "max_steps": ("agent", "max_steps"), "overview_frames": ("agent", "overview_frames"),
-    "overview_mode": ("agent", "overview_mode"),
+    "overview_mode": ("agent", "overview_mode"), "agent_option": ("agent",),
     "token_budget": ("agent", "max_tokens"), "max_tool_calls": ("agent", "max_tool_calls"),
     # the frame index
     "clip_model": ("index", "clip_model"), "pretrained": ("index", "pretrained"),
@@ -305,6 +305,7 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
     """The run specification: the --config file's values, with the flags the user gave laid over them
     (without a file, every flag, defaults included)."""
     from agent.backends.options import parse_headers
+    from agent.options import parse_agent_options
     from eval.spec import load_spec_file, make_spec, merge
     from tools.options import default_pretrained_for
 
@@ -317,6 +318,9 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
             continue  # "not given": leave it to the file or the model's default
         if name == "header":
             value = parse_headers(value)
+        if name == "agent_option":
+            values.setdefault("agent", {}).update(parse_agent_options(value))
+            continue
         target = values
         for key in path[:-1]:
             target = target.setdefault(key, {})

@@ -68,6 +68,7 @@ def test_a_cached_memory_is_reused_and_still_counts_its_frames(fake_openai, open
     assert all(c.cached for c in node.captions) and [c.text for c in node.captions] == [c.text for c in before.captions]
     assert [f.t for f in node.frames] == [f.t for f in before.frames]
     assert second.totals.frames_shown == first.totals.frames_shown == 9
+    assert second.totals.pixels_shown == first.totals.pixels_shown == 9 * 160 * 120
 
 
 def test_captions_take_at_most_half_the_frame_budget(fake_openai, openai_backend_factory, synthetic_video,

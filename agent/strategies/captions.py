@@ -88,6 +88,7 @@ def _captions(ctx: AgentContext, node, segments: int, per: int) -> list[Caption]
             # the frames behind a cached caption were shown to a model all the same: they count
             node.frames = [FrameRef(t=t, source="caption") for c in cached for t in c.times]
             node.captions = cached
+            toolbox.pixels_shown += sum(c.pixels for c in cached)
             return cached
     captions = []
     for start, end in bounds:
@@ -98,7 +99,8 @@ def _captions(ctx: AgentContext, node, segments: int, per: int) -> list[Caption]
         reply = captioner.chat([Message(role="user", content=[TextPart(text=request), *images])])
         ctx.recorder.model_call(node, usage=reply.usage, latency_s=reply.latency_s, cost_usd=reply.cost_usd)
         captions.append(Caption(start=round(start, 3), end=round(end, 3), text=reply.text.strip(),
-                                frames=len(images), times=[float(f.t) for f in batch.frames]))
+                                frames=len(images), times=[float(f.t) for f in batch.frames],
+                                pixels=sum(part.width * part.height for part in images)))
         node.frames += [FrameRef(t=float(f.t), source="caption", thumb=toolbox.thumbnail(f.image))
                         for f in batch.frames]
     node.captions = captions
