@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from sleuth.cli import main
 
@@ -27,3 +29,20 @@ def assert_resumes_with_nothing_to_do(args: list[str], capsys, server) -> dict:
     assert summary["ran"] == 0 and summary["already_done"] == summary["questions"] > 0, summary
     assert len(server.requests) == before
     return summary
+
+
+MMRV_SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
+
+
+def mmrv_dataset(tmp_path: Path, video: Path, n: int, name: str = "questions.json") -> tuple[Path, Path]:
+    """(dataset file, videos folder) for the first ``n`` real MMR-V sample records, every video a link to
+    ``video``."""
+    records = json.loads(MMRV_SAMPLE.read_text(encoding="utf-8"))[:n]
+    videos = tmp_path / "videos"
+    videos.mkdir(exist_ok=True)
+    for record in records:
+        if not (videos / record["video"]).exists():
+            os.symlink(video, videos / record["video"])
+    data = tmp_path / name
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return data, videos

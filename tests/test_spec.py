@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from eval.spec import RunSpec, load_spec_file, make_spec
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import mmrv_dataset, run_cli
 from sleuth.errors import ConfigError
 from tests.fake_openai import Text
 
@@ -17,14 +16,7 @@ SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 
 
 def test_a_yaml_spec_runs_and_its_record_reruns_the_same_run(fake_openai, synthetic_video, tmp_path, capsys):
-    records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:4]
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for record in records:
-        if not (videos / record["video"]).exists():
-            os.symlink(synthetic_video, videos / record["video"])
-    data = tmp_path / "q.json"
-    data.write_text(json.dumps(records), encoding="utf-8")
+    data, videos = mmrv_dataset(tmp_path, synthetic_video, 4, "q.json")
     config = tmp_path / "run.yaml"
     config.write_text(
         f"benchmark: mmr_v\ndata: {data}\nvideos: {videos}\nmethod: uniform\nframes: 3\nlimit: 2\n"

@@ -4,18 +4,13 @@ traces holding each strategy's own steps, resume, and ``--agent-option``."""
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from agent.trace import Trace
-from tests.cli_helpers import assert_resumes_with_nothing_to_do, run_cli
+from tests.cli_helpers import assert_resumes_with_nothing_to_do, mmrv_dataset, run_cli
 from tests.fake_openai import Call, Text, ToolCalls
-
-SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
-
 
 def scripted(body: dict):
     """One model for every strategy: it captions, judges options, rates its confidence and answers."""
@@ -38,15 +33,7 @@ def scripted(body: dict):
 
 @pytest.fixture
 def mmrv(tmp_path, synthetic_video):
-    records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:2]
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for record in records:
-        if not (videos / record["video"]).exists():
-            os.symlink(synthetic_video, videos / record["video"])
-    data = tmp_path / "questions.json"
-    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    return data, videos
+    return mmrv_dataset(tmp_path, synthetic_video, 2)
 
 
 @pytest.mark.parametrize("strategy, own_step", [
