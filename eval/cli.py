@@ -43,7 +43,7 @@ from agent.options import (
     TokenBudgetOpt,
 )
 from eval.runner import DEFAULT_BREAKER, DEFAULT_QUESTION_TIMEOUT
-from sleuth.errors import ConfigError
+from sleuth.errors import ConfigError, SleuthError
 from sleuth.options import FramesOpt, JsonOpt, OutOpt
 from tools.options import (
     DEFAULT_CLIP_MODEL,
@@ -566,7 +566,6 @@ def download_command(
 ) -> None:
     """Download a benchmark's questions and videos (huggingface_hub), unpack the videos and verify them."""
     from eval.benchmarks import get_benchmark
-    from sleuth.errors import SleuthError
 
     console = _console(json_output)
     chosen = get_benchmark(benchmark)
@@ -603,6 +602,57 @@ def download_command(
         raise SleuthError(f"{len(outcome.missing)} videos named by the questions are missing (e.g. {shown})")
 
 
+# --------------------------------------------------------------------------- grid
+
+
+def grid_command(
+    grid_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The grid file (YAML or JSON).",
+                                              show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only the preflight of every run; answer nothing.")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the comparison report at the end.")] = True,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run a grid of methods, strategies and budgets from one file, then report them side by side.
+
+    Each run is an ordinary `sleuth eval --config` run with its own directory
+    (it resumes); the report sets each agent run beside the uniform run at the
+    nearest frame count. A run that cannot start stops the grid; runs with
+    error rows do not.
+    """
+    from eval.grid import REPORT_DIR, expand, load_grid, write_run_spec
+    from eval.report import write_report
+
+    console = _console(json_output)
+    grid = load_grid(grid_file)
+    runs = expand(grid)
+    single = typer.Typer()
+    single.command()(eval_command)
+    command = typer.main.get_command(single)
+    codes: dict[str, int] = {}
+    for position, run in enumerate(runs, start=1):
+        console.rule(f"[bold]{run.name}[/] ({position} of {len(runs)})")
+        args = ["--config", str(write_run_spec(grid, run)), "--no-progress"]
+        args += ["--dry-run"] if dry_run else []
+        args += ["--json"] if json_output else []
+        try:
+            code = command.main(args, prog_name="sleuth eval", standalone_mode=False) or 0
+        except SleuthError:  # the run's own one-line error follows; runs already done are kept
+            typer.secho(f"grid run {run.name} could not start; fix it and run the grid again", err=True,
+                        fg=typer.colors.RED)
+            raise
+        codes[run.name] = int(code)
+        if code in (2, 3, 130):  # could not start, stopped early (failing the same way), interrupted
+            raise SleuthError(f"grid run {run.name} could not go on (exit {code}); fix it and run the grid again: "
+                              "finished questions are kept")
+    paths = write_report([run.out for run in runs], Path(grid.out) / REPORT_DIR) if report and not dry_run else None
+    if json_output:  # one line, after each run's own JSON
+        typer.echo(json.dumps({"runs": [{"name": r.name, "out": str(r.out), "exit_code": codes[r.name]} for r in runs],
+                               "report": str(paths.markdown) if paths else None}))
+    elif paths:
+        console.print(f"report: {paths.markdown}\n        {paths.html}", highlight=False)
+    raise typer.Exit(max(codes.values(), default=0))
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -610,4 +660,5 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("score")(score_command)
     app.command("report")(report_command)
+    app.command("grid")(grid_command)
     app.add_typer(data_app, name="data")

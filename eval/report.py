@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from eval.benchmarks import Benchmark, get_benchmark
+from eval.matched import budget_pairs, budget_point
 from eval.results import RESULTS_FILE
 from eval.results import ScoredItem
 from eval.score import Scorecard, load_items, score_items
@@ -263,6 +264,11 @@ def _plot_frames(runs: list[RunData], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    curve = sorted((p.frames, 100 * r.scorecard.overall.accuracy) for p, r in zip(_budget_points(runs), runs)
+                   if p.uniform and p.frames is not None and r.scorecard.overall.accuracy is not None)
+    if len(curve) > 1:  # uniform runs at several N: the baseline's accuracy-for-frames curve
+        ax.plot([x for x, _ in curve], [y for _, y in curve], color="0.6", linestyle="--", linewidth=1,
+                label="uniform frames (curve over N)", zorder=0)
     for position, run in enumerate(runs):
         ok = [i for i in run.items if i.status == "ok" and i.frames is not None]
         if not ok:
@@ -381,6 +387,22 @@ def _run_summary(run: RunData, benchmark: Benchmark) -> dict[str, Any]:
     }
 
 
+def _budget_points(runs: list[RunData]):
+    return [budget_point(r.name, r.config, [i.frames for i in r.items if i.status == "ok" and i.frames is not None])
+            for r in runs]
+
+
+def matched_budgets(runs: list[RunData]) -> list[dict[str, Any]]:
+    """Each agent run beside the uniform run nearest its mean frames shown, with the paired headline
+    when the budgets match (``eval.matched``)."""
+    by_name = {r.name: r for r in runs}
+    rows = []
+    for pair in budget_pairs(_budget_points(runs)):
+        headline = compare_runs(by_name[pair.uniform], by_name[pair.agent]).headline if pair.matched else None
+        rows.append({**asdict(pair), "headline": headline})
+    return rows
+
+
 def build_report_data(runs: list[RunData]) -> dict[str, Any]:
     benchmark = _benchmark_of(runs)
     comparisons = [compare_runs(a, b) for a, b in combinations(runs, 2)]
@@ -394,6 +416,7 @@ def build_report_data(runs: list[RunData]) -> dict[str, Any]:
         "reference": [asdict(ref) for ref in benchmark.references],
         "reference_source": benchmark.reference_source,
         "derived": benchmark.derived_metrics({r.name: (r.scorecard, r.config) for r in runs}),
+        "matched": matched_budgets(runs),
     }
 
 
@@ -442,6 +465,7 @@ def write_report(
                     for r in runs
                 ],
                 "comparisons": [c.model_dump(mode="json") for c in data["comparisons"]],
+                "matched_budgets": data["matched"],
                 "reference": {"source": data["reference_source"], "rows": data["reference"]},
             },
             indent=2,
