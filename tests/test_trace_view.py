@@ -194,11 +194,27 @@ def test_missing_thumbnails_come_from_the_video(synthetic_video, tmp_path):
     filled, note = fill_missing_thumbnails(trace, synthetic_video)
     assert note is None
     assert all(f.thumb and f.thumb.startswith("data:image/jpeg;base64,") for f in filled.frames() if f.shown)
-    assert all(f.thumb is None for f in filled.frames() if not f.shown)
+    # search hits listed to the model get thumbnails too: the frame at their moment, as a shown frame there has
+    hits = [f for f in filled.frames() if not f.shown]
+    assert hits and all(f.thumb and f.thumb.startswith("data:image/jpeg;base64,") for f in hits)
+    shown_at = {f.t: f.thumb for f in filled.frames() if f.shown}
+    assert any(f.t in shown_at for f in hits)
+    assert all(f.thumb == shown_at[f.t] for f in hits if f.t in shown_at)
+    assert len({f.thumb for f in hits}) == len({f.t for f in hits})
     assert all(f.thumb is None for f in trace.frames())  # the original is untouched
 
     out = write_trace_html(trace, tmp_path / "page.html", video_path=synthetic_video)
-    assert len(parse(out.read_text()).with_class("thumb-ph")) == 0
+    doc = parse(out.read_text())
+    assert len(doc.with_class("thumb-ph")) == 0
+    hit_figures = doc.with_class("hit")
+    assert sorted(float(f["data-t"]) for f in hit_figures) == sorted(f.t for f in hits)
+    assert "not shown to the model" in out.read_text()
+
+    # no video: the page still renders, hits as timestamps, with a note saying why
+    out = write_trace_html(trace, tmp_path / "no-video.html", video_path=tmp_path / "gone.mp4")
+    doc = parse(out.read_text())
+    assert not doc.with_class("hit") and len(doc.with_class("chip")) >= len(hits)
+    assert "gone.mp4 not found" in out.read_text() and "search hits as timestamps" in out.read_text()
 
     _, note = fill_missing_thumbnails(trace, tmp_path / "gone.mp4")
     assert "gone.mp4" in note and "placeholders" in note

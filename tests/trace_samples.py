@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from agent.trace import Edge, FinalAnswer, FrameRef, Node, TokenUsage, Totals, Trace
+from agent.trace import Caption, Edge, FinalAnswer, FrameRef, Node, OptionVerdict, TokenUsage, Totals, Trace
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow
 
 OPTIONS = [
@@ -56,6 +56,21 @@ def overview_times(duration_s: float, n: int = 8) -> list[float]:
     return [round((i + 0.5) * duration_s / n, 2) for i in range(n)]
 
 
+def _chain():
+    """(nodes, edges, add): ``add`` appends a node and the ``next`` edge to it from the previous one."""
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+
+    def add(kind: str, step: int, **fields) -> Node:
+        node = Node(id=f"n{len(nodes)}", kind=kind, step=step, **fields)
+        if nodes:
+            edges.append(Edge(source=nodes[-1].id, target=node.id, kind="next"))
+        nodes.append(node)
+        return node
+
+    return nodes, edges, add
+
+
 def build_trace(
     question_id: str = "mmrv-0042",
     *,
@@ -70,15 +85,7 @@ def build_trace(
     """A complete agent trace: overview, search, view, a failed and a good resample, an answer."""
     span = duration_s or 60.0
     thumb = thumb_data_url if with_thumbs else (lambda t: None)
-    nodes: list[Node] = []
-    edges: list[Edge] = []
-
-    def add(kind: str, step: int, **fields) -> Node:
-        node = Node(id=f"n{len(nodes)}", kind=kind, step=step, **fields)
-        if nodes:
-            edges.append(Edge(source=nodes[-1].id, target=node.id, kind="next"))
-        nodes.append(node)
-        return node
+    nodes, edges, add = _chain()
 
     def call_cost(prompt: int, completion: int) -> float | None:
         return round(prompt * 2.5e-6 + completion * 1e-5, 6) if priced else None
@@ -211,6 +218,59 @@ def build_trace(
             latency_s=round(sum(n.latency_s or 0.0 for n in nodes), 3),
         ),
         labels=labels or [],
+    )
+
+
+def build_verdict_trace(question_id: str = "mmrv-0077", *, duration_s: float = 60.0, forced: bool = True,
+                        video: str = "videos/kitchen_drawer.mp4") -> Trace:
+    """A trace with what newer strategies record: a caption memory (its frames in the caption lane),
+    option verdicts resting on frames (one on a moment never seen), a confidence judgement, and an
+    answer a budget forced, whose standing verdict table and confidence the answer carries."""
+    nodes, edges, add = _chain()
+
+    add("question", 0, text=QUESTION)
+    captions = [
+        Caption(start=0.0, end=20.0, text="A woman enters a kitchen and opens a drawer.", frames=2, cached=True),
+        Caption(start=20.0, end=40.0, text="She reads a letter, then slides it under a tray.", frames=2),
+        Caption(start=40.0, end=60.0, text="A boy walks in; she closes the drawer quickly.", frames=2),
+    ]
+    memory = add("captions", 0, text="caption memory of 3 segments", captions=captions,
+                 frames=[FrameRef(t=t, source="caption", thumb=thumb_data_url(t)) for t in (5.0, 15.0, 25.0, 35.0, 45.0, 55.0)])
+    add("thought", 1, text="The captions mention a letter; check the moment she hides it.",
+        tokens=TokenUsage(prompt=1500, completion=40), latency_s=1.1, cost_usd=0.004)
+    add("tool_call", 1, tool="search_frames", arguments={"query": "woman hides a letter in a drawer", "k": 3})
+    search = add("observation", 1, tool="search_frames", text="3 hits",
+                 frames=[FrameRef(t=t, source="search", score=s, shown=False) for t, s in [(31.0, 0.33), (12.0, 0.29), (50.0, 0.2)]])
+    call = add("tool_call", 2, tool="view_frames", arguments={"timestamps": [31.0, 50.0]},
+               tokens=TokenUsage(prompt=2100, completion=30), latency_s=0.9, cost_usd=0.005)
+    edges.append(Edge(source=search.id, target=call.id, kind="prompted"))
+    view = add("observation", 2, tool="view_frames", text="showing 2 frames",
+               frames=[FrameRef(t=t, source="view", thumb=thumb_data_url(t)) for t in (31.0, 50.0)])
+    verdicts = [
+        OptionVerdict(option="C", verdict="supported", times=[31.0, 35.0], note="she slides the letter under the tray"),
+        OptionVerdict(option="B", verdict="refuted", times=[50.0], note="no keys anywhere"),
+        OptionVerdict(option="A", verdict="unknown", times=[58.9], note="the stove is never in view"),
+    ]
+    judge = add("judgement", 3, text="C fits what was seen, but the boy's reaction is unclear.", verdicts=verdicts,
+                confidence=2, tokens=TokenUsage(prompt=2600, completion=80), latency_s=1.6, cost_usd=0.007)
+    for target in (view, memory):
+        edges.append(Edge(source=judge.id, target=target.id, kind="evidence"))
+    answer_node = add("answer", 4, text="She hides the letter from her brother.",
+                      tokens=TokenUsage(prompt=2900, completion=50), latency_s=1.3, cost_usd=0.008)
+    edges.append(Edge(source=answer_node.id, target=view.id, kind="evidence"))
+    answer = FinalAnswer(option="C", rationale="She hides the letter from her brother.", evidence=[31.0],
+                         reason="budget_exhausted" if forced else "answered", gold="C", correct=True,
+                         verdicts=verdicts, confidence=2)
+    model_nodes = [n for n in nodes if n.tokens is not None]
+    return Trace(
+        question_id=question_id, video=video, duration_s=duration_s, question=QUESTION, options=list(OPTIONS),
+        settings={"max_steps": 4, "max_frames": 16}, models={"planner": "gpt-4o-mini"}, nodes=nodes, edges=edges,
+        answer=answer,
+        totals=Totals(steps=4, model_calls=len(model_nodes),
+                      frames_shown=sum(f.shown for n in nodes for f in n.frames), pixels_shown=8 * 160 * 90,
+                      tokens=TokenUsage(prompt=sum(n.tokens.prompt for n in model_nodes),
+                                        completion=sum(n.tokens.completion for n in model_nodes)),
+                      cost_usd=round(sum(n.cost_usd for n in model_nodes), 6), latency_s=4.9),
     )
 
 

@@ -18,6 +18,8 @@ from agent.recorder import EVIDENCE_TOLERANCE_S as RECORDER_EVIDENCE_TOLERANCE_S
 from agent.trace import Node, Trace
 
 SOURCE_ORDER = ("overview", "search", "view", "resample")
+# Frames a captioning model was shown get a lane of their own, only in traces that have them.
+OPTIONAL_SOURCES = ("caption",)
 # A cited timestamp matches the nearest frame(s) seen within the tolerance the
 # agent uses to link its answer to evidence; cited moments with no frame that
 # close are flagged as never seen.
@@ -136,6 +138,12 @@ def timeline_marks(trace: Trace) -> list[TimelineMark]:
     return marks
 
 
+def frame_sources(trace: Trace) -> tuple[str, ...]:
+    """The timeline's lanes: the usual sources always, the others where the trace has such frames."""
+    present = {f.source for f in trace.frames()}
+    return SOURCE_ORDER + tuple(s for s in OPTIONAL_SOURCES if s in present)
+
+
 def timeline_span(trace: Trace) -> tuple[float, bool]:
     """The timeline's length in seconds and whether it is the real video duration."""
     if trace.duration_s and trace.duration_s > 0:
@@ -247,6 +255,12 @@ def node_label(node: Node, trace: Trace | None = None) -> str:
         return f"Overview: {len(node.frames)} frames"
     if node.kind == "thought":
         return "Thought: " + shorten(node.text)
+    if node.kind == "captions":
+        return f"Captions: {len(node.captions)} segments"
+    if node.kind == "judgement":
+        verdicts = " ".join(f"{v.option}:{v.verdict}" for v in node.verdicts)
+        confidence = f"confidence {node.confidence}/3" if node.confidence is not None else ""
+        return "Judgement: " + (" · ".join(p for p in (verdicts, confidence) if p) or shorten(node.text))
     if node.kind == "tool_call":
         label = call_signature(node, max_len=LABEL_MAX_CHARS)
         return label + (" ✗" if node.error else "")
@@ -265,16 +279,18 @@ def node_label(node: Node, trace: Trace | None = None) -> str:
         if answer is None:
             return "Answer"
         chosen = answer.option or "none"
+        forced = " (forced: budget exhausted)" if answer.reason == "budget_exhausted" else ""
         if answer.gold is None:
-            return f"Answer {chosen}"
+            return f"Answer {chosen}{forced}"
         mark = "✓" if answer.correct else "✗"
-        return f"Answer {chosen} (gold {answer.gold}) {mark}"
+        return f"Answer {chosen} (gold {answer.gold}) {mark}{forced}"
     return shorten(node.text or node.kind)
 
 
 __all__ = [
     "EVIDENCE_TOLERANCE_S",
     "LABEL_MAX_CHARS",
+    "OPTIONAL_SOURCES",
     "SOURCE_ORDER",
     "StepSummary",
     "TimelineMark",
@@ -283,6 +299,7 @@ __all__ = [
     "format_clock",
     "format_cost",
     "format_seconds",
+    "frame_sources",
     "node_edges",
     "node_frames",
     "node_label",
