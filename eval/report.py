@@ -36,6 +36,7 @@ from eval.results import RESULTS_FILE
 from eval.results import ScoredItem
 from eval.score import Scorecard, load_items, score_items
 from eval.stats import McNemarResult, mcnemar, paired_difference_ci
+from eval.views.labels import config_labels
 from sleuth.errors import SleuthError
 
 REPORT_MD = "report.md"
@@ -376,7 +377,7 @@ def _run_summary(run: RunData, benchmark: Benchmark) -> dict[str, Any]:
         "card": card,
         "overall": card.overall,
         "headline": [card.group(kind, name) for kind, name in benchmark.headline_groups()],
-        "labels": (config.get("method_settings") or {}).get("labels") or [],
+        "labels": config_labels(config),
         "notes": card.data_notes(),
     }
 

@@ -52,6 +52,15 @@ def thumb_data_url(t: float, width: int = 96, height: int = 54) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+SAMPLE_FPS = 25.0
+
+
+def video_meta(path: str, duration_s: float) -> dict:
+    """What a trace records of its video (``tools.video.VideoMeta``), as the agent writes it."""
+    return {"path": path, "duration_s": duration_s, "fps": SAMPLE_FPS, "n_frames": int(duration_s * SAMPLE_FPS),
+            "width": 640, "height": 360, "reader": "decord"}
+
+
 def overview_times(duration_s: float, n: int = 8) -> list[float]:
     return [round((i + 0.5) * duration_s / n, 2) for i in range(n)]
 
@@ -203,7 +212,8 @@ def build_trace(
         duration_s=duration_s,
         question=QUESTION,
         options=list(OPTIONS),
-        settings={"max_steps": 8, "max_frames": 32, "perception": "planner-sees-frames", "overview_frames": 8},
+        settings={"max_steps": 8, "max_frames": 32, "perception": "planner-sees-frames", "overview_frames": 8,
+                  "video": video_meta(video, span)},
         models={"planner": "gpt-4o-mini", "clip": "ViT-B-32/laion2b_s34b_b79k"},
         prompts={"planner_system": "3f5a9c" * 10 + "abcd"},
         nodes=nodes,
@@ -264,7 +274,7 @@ def build_verdict_trace(question_id: str = "mmrv-0077", *, duration_s: float = 6
     model_nodes = [n for n in nodes if n.tokens is not None]
     return Trace(
         question_id=question_id, video=video, duration_s=duration_s, question=QUESTION, options=list(OPTIONS),
-        settings={"max_steps": 4, "max_frames": 16}, models={"planner": "gpt-4o-mini"}, nodes=nodes, edges=edges,
+        settings={"max_steps": 4, "max_frames": 16, "video": video_meta(video, duration_s)}, models={"planner": "gpt-4o-mini"}, nodes=nodes, edges=edges,
         answer=answer,
         totals=Totals(steps=4, model_calls=len(model_nodes),
                       frames_shown=sum(f.shown for n in nodes for f in n.frames), pixels_shown=8 * 160 * 90,

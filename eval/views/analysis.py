@@ -11,6 +11,7 @@ as evidence. Nothing here imports another view module.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -71,6 +72,14 @@ def format_clock(t: float) -> str:
     minutes, seconds = divmod(int(round(t)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def axis_ticks(span: float, max_ticks: int = 10) -> list[tuple[float, str]]:
+    """(percent of the span, label) for a time axis: short videos in seconds (0.5s, 1s ...), longer ones on a clock."""
+    step = next((s for s in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if span / s <= max_ticks),
+                math.ceil(span / max_ticks / 3600) * 3600)
+    label = (lambda t: f"{t:g}s") if span < 60 else format_clock
+    return [(round(100 * i * step / span, 4), label(i * step)) for i in range(int(span // step) + 1)]
 
 
 def format_cost(cost: float | None) -> str:
@@ -288,6 +297,7 @@ def node_label(node: Node, trace: Trace | None = None) -> str:
 
 
 __all__ = [
+    "axis_ticks",
     "EVIDENCE_TOLERANCE_S",
     "LABEL_MAX_CHARS",
     "OPTIONAL_SOURCES",

@@ -15,7 +15,6 @@ as evidence.
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import jinja2
 
 from agent.trace import Trace
 from eval.views.analysis import (
+    axis_ticks,
     call_signature,
     format_clock,
     format_cost,
@@ -42,6 +42,7 @@ from eval.views.analysis import (
 from eval.views.export import to_dot, to_mermaid
 from eval.views import graph as graph_module
 from eval.views.graph import frame_label, graph_layout
+from eval.views.labels import trace_labels
 from sleuth.errors import SleuthError
 
 THUMB_MAX_SIDE = 160
@@ -99,22 +100,12 @@ def _jpeg_data_url(image: Any) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def _nice_tick_step(span: float, max_ticks: int = 10) -> float:
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
-        if span / step <= max_ticks:
-            return step
-    return math.ceil(span / max_ticks / 3600) * 3600
-
-
 def timeline_context(trace: Trace) -> dict[str, Any]:
     """Everything the timeline macro needs (shared with the run browser's side-by-side page)."""
     span, known = timeline_span(trace)
     marks = timeline_marks(trace)
     sources = frame_sources(trace)
-    step = _nice_tick_step(span)
-    # Short videos get second labels (0.5s, 1s ...), longer ones a clock (1:30).
-    label = (lambda t: f"{t:g}s") if span < 60 else format_clock
-    ticks = [(round(100 * i * step / span, 4), label(i * step)) for i in range(int(span // step) + 1)]
+    ticks = axis_ticks(span)
     cited = trace.answer.evidence if trace.answer else []
     unseen = set(unseen_evidence(trace))
     return {
@@ -174,6 +165,7 @@ def render_trace_html(
         trace=trace,
         title=f"{trace.question_id} · sleuth trace",
         tl=timeline,
+        labels=trace_labels(trace),
         graph=graph_layout(trace, timeline["sources"], timeline["ticks"]),
         steps=step_summaries(trace),
         node_edges=node_edges(trace),
