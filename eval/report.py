@@ -414,9 +414,11 @@ def build_report_data(runs: list[RunData]) -> dict[str, Any]:
 
 
 def write_report(
-    run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True, benchmark: str = "mmr_v"
+    run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True, benchmark: str = "mmr_v",
+    thumbnails: bool = False,
 ) -> ReportPaths:
-    """Write the report for one or more run directories into ``out_dir``."""
+    """Write the report for one or more run directories into ``out_dir`` (``thumbnails``: the run browser
+    decodes search hits' thumbnails from each trace's video)."""
     if not run_dirs:
         raise ReportError("give at least one run directory")
     runs = [load_run(d, benchmark=benchmark) for d in run_dirs]
@@ -434,7 +436,7 @@ def write_report(
 
         # the browser shows our runs' questions and traces; official files have neither
         ours = [r.path for r in runs if r.path.is_dir()]
-        paths.browser = write_run_browser(ours, out / BROWSER_DIR) if ours else None
+        paths.browser = write_run_browser(ours, out / BROWSER_DIR, thumbnails_from_video=thumbnails) if ours else None
     browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
 
     data = build_report_data(runs)

@@ -317,3 +317,23 @@ def test_labels_follow_a_run_onto_every_page(tmp_path):
     assert labels(compare, "uniform") == []
     page = index.parent / "traces" / "agent" / "q1.html"
     assert labels(page) == ["random-weights", "text-only planner", "forced answer"]
+
+
+def test_report_thumbnails_flag_gives_search_hits_pictures_in_the_browser(tmp_path, synthetic_video, capsys):
+    """``sleuth report --thumbnails``: the run browser's trace pages show what each search offered."""
+    from tests.cli_helpers import run_cli
+
+    trace = build_trace("q1", duration_s=4.0, with_thumbs=False, video=str(synthetic_video))
+    for node in trace.nodes:  # the sample's moments, squeezed into the 4 s synthetic video
+        for frame in node.frames:
+            frame.t = round(frame.t / 15.0, 2)
+    hits = [f for f in trace.frames() if not f.shown]
+    run = write_run_dir(tmp_path, "agent", method="agent", traces={"q1": trace},
+                        rows=[result_row("q1", method="agent", prediction="C", trace="traces/q1.json")])
+    for flag, pictured in [([], 0), (["--thumbnails"], len(hits))]:
+        out = tmp_path / f"report{len(flag)}"
+        code, _, err = run_cli(["report", str(run), "-o", str(out), *flag], capsys)
+        assert code == 0, err
+        page = out / "browser" / "traces" / "agent" / "q1.html"
+        figures = [a for t, a in tags(page) if t == "figure" and "hit" in a.get("class", "").split()]
+        assert len(figures) == pictured

@@ -177,3 +177,41 @@ def test_graph_and_steps_of_a_trace_with_verdicts_captions_and_a_forced_answer(b
     assert page.locator(".forced-note").count() == 0
     assert "(forced)" not in page.locator(f"#gnode-{answer.id}").text_content()
     page.close()
+
+
+def test_search_hits_show_thumbnails_from_the_video_marked_not_shown(browser, tmp_path, synthetic_video):
+    """What search offered: each listed hit gets a thumbnail decoded from the video when the page is made,
+    in its step and on the graph's axis, marked as not shown to the model; without the video, timestamps."""
+    trace = build_trace(duration_s=4.0, with_thumbs=False)
+    for node in trace.nodes:  # the sample's moments, squeezed into the 4 s synthetic video
+        for frame in node.frames:
+            frame.t = round(frame.t / 15.0, 2)
+    hits = [f for f in trace.frames() if not f.shown]
+    path = write_trace_html(trace, tmp_path / "hits.html", video_path=synthetic_video)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = PageWatch(page)
+    page.goto(path.as_uri())
+    figures = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.frame.hit')).map(f => ({t: +f.dataset.t,"
+        " ok: f.querySelector('img').complete && f.querySelector('img').naturalWidth > 0, caption: f.textContent}))"
+    )
+    assert sorted(f["t"] for f in figures) == sorted(f.t for f in hits)
+    assert all(f["ok"] and "not shown" in f["caption"] for f in figures)
+    assert page.locator(".not-shown").first.is_visible()
+    assert "not shown to the model" in page.locator(".not-shown").first.inner_text()
+    # the graph's axis pictures them too, dashed apart from the frames the model saw
+    assert page.locator(".gframe.listed image").count() == len(hits)
+    dash = page.evaluate("() => getComputedStyle(document.querySelector('.gframe.listed .gthumb-frame')).strokeDasharray")
+    assert dash not in ("", "none")
+    assert watch.errors == [] and watch.external_requests() == []
+    page.close()
+
+    path = write_trace_html(trace, tmp_path / "no-video.html", video_path=tmp_path / "missing.mp4")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = PageWatch(page)
+    page.goto(path.as_uri())
+    assert page.locator(".frame.hit").count() == 0
+    assert page.locator(".listed .chip").count() == len(hits)
+    assert "search hits as timestamps" in page.locator(".note").inner_text()
+    assert watch.errors == [] and watch.external_requests() == []
+    page.close()
