@@ -298,6 +298,24 @@ def test_terminal_tree_shows_steps_calls_frames_errors_and_answer():
     assert f"{trace.totals.tokens.prompt:,} + {trace.totals.tokens.completion:,} tok" in text
 
 
+def test_terminal_tree_and_outline_show_verdicts_captions_confidence_and_a_forced_answer():
+    from tests.trace_samples import build_verdict_trace
+
+    trace = build_verdict_trace()
+    text = render_tree(trace)
+    assert "[forced answer]" in text and "forced: budget exhausted" in text
+    assert "judgement n7  confidence 2/3" in text
+    assert "C supported (31.0s, 35.0s): she slides the letter under the tray" in text
+    assert "A unknown (58.9s): the stove is never in view" in text
+    assert "0.0s–20.0s  A woman enters a kitchen and opens a drawer.  (cached)" in text
+    judge = next(n for s in trace_outline(trace)["steps"] for n in s["nodes"] if n["kind"] == "judgement")
+    assert [(v["option"], v["verdict"], v["times"]) for v in judge["verdicts"]] == [
+        (v.option, v.verdict, v.times) for v in trace.node("n7").verdicts]
+    assert judge["confidence"] == 2
+    assert "forced answer" in trace_outline(trace)["labels"]
+    assert "Answer C (gold C) ✓ (forced: budget exhausted)" in to_dot(trace)
+
+
 def test_outline_matches_the_trace_and_omits_thumbnails():
     trace = build_trace()
     outline = trace_outline(trace)
