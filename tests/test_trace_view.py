@@ -427,3 +427,18 @@ def test_frame_refs_round_trip_through_saved_traces(tmp_path):
 
     loaded = Trace.load(trace.save(tmp_path / "t.json"))
     assert render_trace_html(loaded) == render_trace_html(trace)
+
+
+def test_page_shows_pixels_shown_and_cited_moments_never_seen():
+    from tests.trace_samples import build_verdict_trace
+
+    trace = build_verdict_trace()
+    trace.answer.evidence = [31.0, 58.9]
+    trace.answer.unseen_evidence = [58.9]
+    html = render_trace_html(trace)
+    chips = [c for c in parse(html).with_class("unseen") if "chip" in c.get("class", "")]
+    assert len(chips) == 1 and "never seen" in html
+    assert f"{trace.totals.pixels_shown / 1e6:.1f} Mpx" in html
+    trace.answer.unseen_evidence = []
+    trace.answer.evidence = [31.0]
+    assert "never seen" not in render_trace_html(trace)

@@ -166,6 +166,8 @@ def render_trace_html(
         title=f"{trace.question_id} · sleuth trace",
         tl=timeline,
         labels=trace_labels(trace),
+        # cited moments no model was shown: as recorded by the run, and as the frames in the trace say
+        unseen=set(unseen_evidence(trace)) | set(trace.answer.unseen_evidence if trace.answer else []),
         graph=graph_layout(trace, timeline["sources"], timeline["ticks"]),
         steps=step_summaries(trace),
         node_edges=node_edges(trace),
