@@ -8,38 +8,12 @@ from __future__ import annotations
 import pytest
 
 from agent.trace import Trace
-from eval.views.analysis import EVIDENCE_TOLERANCE_S
 from eval.views.html import write_trace_html
-from tests.trace_samples import PageWatch, browser_fixture, build_trace, build_verdict_trace
+from tests.trace_samples import PageWatch, browser_fixture, build_trace, build_verdict_trace, check_graph
 
 pytestmark = pytest.mark.slow  # a real browser
 
 browser = browser_fixture()
-
-# Every box, curve and frame of the SVG as laid out, with the ends of each curve in page coordinates.
-GRAPH_JS = """() => {
-  const box = el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; };
-  const svg = document.getElementById('graph-svg');
-  const m = svg.getScreenCTM();
-  const at = (p, len) => { const q = p.getPointAtLength(len); return {x: q.x * m.a + m.e, y: q.y * m.d + m.f}; };
-  return {
-    nodes: Array.from(svg.querySelectorAll('.gnode')).map(n => ({id: n.dataset.node, kind: n.dataset.kind,
-      step: +n.dataset.step, box: box(n.querySelector('rect')), text: n.textContent})),
-    edges: Array.from(svg.querySelectorAll('.gedge[data-kind]')).map(e => ({source: e.dataset.source,
-      target: e.dataset.target, kind: e.dataset.kind, t: e.dataset.t ? +e.dataset.t : null,
-      option: e.dataset.option || null, start: at(e, 0), end: at(e, e.getTotalLength())})),
-    frames: Array.from(svg.querySelectorAll('.gframe')).map(f => ({index: +f.dataset.index, node: f.dataset.node,
-      t: +f.dataset.t, source: f.dataset.source, shown: f.dataset.shown === 'true', box: box(f),
-      image: !!f.querySelector('image')})),
-    axis: box(svg.querySelector('.gaxis')),
-  };
-}"""
-
-
-def _inside(point: dict, box: dict, slack: float = 2.0) -> bool:
-    return (box["x"] - slack <= point["x"] <= box["x"] + box["w"] + slack
-            and box["y"] - slack <= point["y"] <= box["y"] + box["h"] + slack)
-
 
 def _open(browser, trace: Trace, path):
     write_trace_html(trace, path, extract_thumbnails=False)
@@ -48,64 +22,6 @@ def _open(browser, trace: Trace, path):
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page, watch
-
-
-def check_graph(page, trace: Trace) -> dict:
-    """The SVG holds one box per node, in step columns, one curve per edge between the right boxes, one mark
-    per frame at its moment, and a link from each cited moment (answer, verdicts) to the frame it rests on."""
-    graph = page.evaluate(GRAPH_JS)
-    nodes = {n["id"]: n for n in graph["nodes"]}
-    assert sorted(nodes) == sorted(n.id for n in trace.nodes)
-    for node in trace.nodes:
-        drawn = nodes[node.id]
-        assert drawn["kind"] == node.kind and drawn["step"] == node.step
-        assert drawn["box"]["w"] > 100 and drawn["box"]["h"] > 30
-    # steps run left to right, nodes of a step top to bottom in trace order, no two boxes overlap
-    for a, b in zip(trace.nodes, trace.nodes[1:]):
-        ba, bb = nodes[a.id]["box"], nodes[b.id]["box"]
-        if a.step == b.step:
-            assert bb["y"] >= ba["y"] + ba["h"] and abs(ba["x"] - bb["x"]) < 1
-        else:
-            assert bb["x"] >= ba["x"] + ba["w"]
-
-    drawn_edges = [e for e in graph["edges"] if e["kind"] != "cites"]
-    assert sorted((e["source"], e["target"], e["kind"]) for e in drawn_edges) == sorted(
-        (e.source, e.target, e.kind) for e in trace.edges
-    )
-    for e in drawn_edges:  # each curve runs from its source box to its target box
-        assert _inside(e["start"], nodes[e["source"]]["box"]), e
-        assert _inside(e["end"], nodes[e["target"]]["box"]), e
-
-    frames = {f["index"]: f for f in graph["frames"]}
-    assert len(frames) == len(trace.frames())
-    axis = graph["axis"]
-    for i, (frame, owner) in enumerate(((f, n.id) for n in trace.nodes for f in n.frames)):
-        drawn = frames[i]
-        assert (drawn["t"], drawn["source"], drawn["shown"], drawn["node"]) == (frame.t, frame.source, frame.shown, owner)
-        centre = drawn["box"]["x"] + drawn["box"]["w"] / 2
-        assert centre == pytest.approx(axis["x"] + axis["w"] * frame.t / trace.duration_s, abs=1.5)
-        assert drawn["image"] == bool(frame.thumb)
-
-    # cited moments: the answer's evidence and every verdict's times, each to the frame nearest it (or the bare axis)
-    cites = [e for e in graph["edges"] if e["kind"] == "cites"]
-    wanted = [(n.id, t, v.option) for n in trace.nodes for v in n.verdicts for t in v.times]
-    answer_id = next(n.id for n in trace.nodes if n.kind == "answer")
-    wanted += [(answer_id, t, None) for t in trace.answer.evidence]
-    assert sorted((e["source"], e["t"], e["option"] or "") for e in cites) == sorted(
-        (s, t, o or "") for s, t, o in wanted
-    )
-    times = [f.t for f in trace.frames()]
-    for e in cites:
-        assert _inside(e["start"], nodes[e["source"]]["box"]), e
-        nearest = min(abs(t - e["t"]) for t in times)
-        if nearest > EVIDENCE_TOLERANCE_S:
-            assert e["target"] == "axis"
-            assert e["end"]["y"] == pytest.approx(axis["y"], abs=2)
-        else:
-            target = frames[int(e["target"].removeprefix("frame-"))]
-            assert abs(target["t"] - e["t"]) == pytest.approx(nearest)
-            assert _inside(e["end"], target["box"], slack=4), e
-    return graph
 
 
 def test_graph_of_a_planner_trace(browser, tmp_path):
