@@ -33,6 +33,7 @@ PAD = 14
 HEAD_H = 22  # the step titles above the columns
 AXIS_GAP = 56  # between the lowest box and the first frame lane
 LANE_H = 30
+LANE_LABEL_W = 72  # the lanes' names sit left of the axis, clear of thumbnails at 0 s
 THUMB_W, THUMB_H = 40, 23
 MIN_AXIS_W = 720
 TITLE_CHARS = 26
@@ -187,8 +188,8 @@ def graph_layout(trace: Trace, sources: tuple[str, ...], ticks: list[tuple[float
     by_id = {n.id: n for n in nodes}
     boxes_bottom = max((n.y + NODE_H for n in nodes), default=PAD + HEAD_H)
 
-    axis_x = PAD
-    axis_w = max(MIN_AXIS_W, len(steps) * COL_W - (COL_W - NODE_W))
+    axis_x = PAD + LANE_LABEL_W
+    axis_w = max(MIN_AXIS_W, len(steps) * COL_W - (COL_W - NODE_W) - LANE_LABEL_W)
     lanes_top = boxes_bottom + AXIS_GAP
     lanes = [(source, lanes_top + i * LANE_H) for i, source in enumerate(sources)]
     lane_y = dict(lanes)
@@ -225,7 +226,7 @@ def graph_layout(trace: Trace, sources: tuple[str, ...], ticks: list[tuple[float
         if node.kind == "answer" and trace.answer:
             edges.extend(cite(box, t, None) for t in trace.answer.evidence)
 
-    width = max(axis_x + axis_w, PAD + len(steps) * COL_W) + PAD
+    width = max(axis_x + axis_w + THUMB_W / 2, PAD + len(steps) * COL_W) + PAD  # a thumbnail at the end overhangs
     return GraphLayout(
         width=width, height=axis_y + 24, nodes=nodes, edges=edges, frames=frames, lanes=lanes,
         steps=[(s, PAD + column[s] * COL_W) for s in steps], axis_x=axis_x, axis_w=axis_w, axis_y=axis_y,

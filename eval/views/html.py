@@ -145,7 +145,7 @@ def template_env() -> jinja2.Environment:
         text_repeats_arguments=text_repeats_arguments,
         is_inline_image=_is_inline_image,
         frame_label=frame_label,
-        gsize={name.lower(): getattr(graph_module, name) for name in ("NODE_W", "NODE_H", "THUMB_W", "THUMB_H", "LANE_H")},
+        gsize={name.lower(): getattr(graph_module, name) for name in ("NODE_W", "NODE_H", "THUMB_W", "THUMB_H", "LANE_H", "PAD")},
     )
     return env
 
