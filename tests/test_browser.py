@@ -292,7 +292,8 @@ def test_labels_follow_a_run_onto_every_page(tmp_path):
                           rows=[result_row("q1", method="agent", prediction="C", trace="traces/q1.json"),
                                 result_row("q2", method="agent", prediction="C")])
     (agent / "config.json").write_text(json.dumps({"method": "agent", "method_settings": {
-        "labels": ["random-weights"], "agent": {"perception": "delegated"}, "perception_model": "qwen-vl"}}))
+        "labels": ["random-weights"], "agent": {"perception": "delegated"}, "perception_model": "qwen-vl",
+        "strategy": "planner"}}))
     uniform = write_run_dir(tmp_path, "uniform", method="uniform",
                             rows=[result_row("q1", method="uniform", prediction="D")])
     index = write_run_browser([agent, uniform], tmp_path / "site")
@@ -307,6 +308,7 @@ def test_labels_follow_a_run_onto_every_page(tmp_path):
         return found
 
     assert labels(index, "agent") == ["random-weights", "text-only planner", "1 forced answer"]
+    assert "agent (planner)" in index.read_text()  # the strategy beside the method
     assert labels(index, "uniform") == []
     # the question table's column for the run carries them in its header, the forced answer in its cell
     assert "text-only planner" in index.read_text().split('class="run-head"')[1].split("</th>")[0]

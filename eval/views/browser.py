@@ -154,7 +154,7 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None, traces: list[T
         "label": run.label,
         "labels": run_labels(run.config, traces or []),
         "path": str(run.path),
-        "method": ", ".join(methods) or str(run.config.get("method", "")),
+        "method": (", ".join(methods) or str(run.config.get("method", ""))) + _strategy_note(run.config),
         "model": ", ".join(models) or str(run.config.get("model", "")),
         "questions": len(rows),
         "correct": sum(r.correct for r in answered),
@@ -167,6 +167,13 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None, traces: list[T
         "unpriced": sum(r.cost_usd is None for r in answered),
         "mean_latency": _mean([r.latency_s for r in answered]),
     }
+
+
+def _strategy_note(config: dict[str, Any]) -> str:
+    """`` (captions)``: the agent strategy a run used, so runs of one method tell apart."""
+    settings = config.get("method_settings") if isinstance(config.get("method_settings"), dict) else {}
+    strategy = settings.get("strategy")
+    return f" ({strategy})" if isinstance(strategy, str) and strategy else ""
 
 
 def pair_summaries(runs: list[RunData]) -> list[dict[str, Any]]:
