@@ -522,6 +522,11 @@ def report_command(
     benchmark: Annotated[
         str, typer.Option("--benchmark", "-b", help="Whose format the official result files given are in.")
     ] = "mmr_v",
+    thumbnails: Annotated[
+        bool,
+        typer.Option("--thumbnails", help="Decode thumbnails of search hits (and frames stored without one) from "
+                     "each trace's video for the run browser's trace pages; slow on a whole benchmark."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print where the report files are, as JSON.")] = False,
 ) -> None:
     """Markdown + HTML report: per-category tables, paired comparison (McNemar), the paper's numbers, plots.
@@ -530,7 +535,7 @@ def report_command(
     """
     from eval.report import write_report
 
-    paths = write_report(run_dirs, out or Path("report"), benchmark=benchmark)
+    paths = write_report(run_dirs, out or Path("report"), benchmark=benchmark, thumbnails=thumbnails)
     listing = {
         "markdown": str(paths.markdown),
         "html": str(paths.html),

@@ -11,8 +11,9 @@ kept), each run's per-category table (overall and every grouping the
 benchmark defines; for MMR-V: Implicit/Explicit, each L2 type, each video
 type; Wilson score 95% intervals), a paired comparison of every two
 runs on the questions both answered (accuracy deltas per category, McNemar's
-exact test), and two plots: accuracy per category and accuracy against
-frames shown.
+exact test), and plots: accuracy overall and per headline group, accuracy per
+group for every other grouping the benchmark defines (MMR-V: ability type,
+video type), and accuracy against frames shown.
 
 Question texts, category names, error reasons and the like come from
 datasets and models: the HTML is autoescaped, and every value the markdown
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -37,6 +39,7 @@ from eval.results import RESULTS_FILE
 from eval.results import ScoredItem
 from eval.score import Scorecard, load_items, score_items
 from eval.stats import McNemarResult, mcnemar, paired_difference_ci
+from eval.views.labels import config_labels
 from sleuth.errors import SleuthError
 
 REPORT_MD = "report.md"
@@ -44,6 +47,7 @@ REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
 PLOT_CATEGORIES = "accuracy_by_category.png"
 PLOT_FRAMES = "accuracy_vs_frames.png"
+PLOT_GROUPING = "accuracy_by_{key}.png"  # one per grouping beyond the headline ones
 BROWSER_DIR = "browser"
 
 
@@ -206,22 +210,14 @@ def _color(position: int) -> str:
     return cycle[position % len(cycle)]
 
 
-def _plot_categories(runs: list[RunData], path: Path) -> Path:
+def _plot_groups(runs: list[RunData], path: Path, labels: list[tuple[str, str]], title: str) -> Path:
+    """Bars of each run's accuracy for each (group kind, group name) in ``labels``, with Wilson intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    benchmark = _benchmark_of(runs)
-    # overall, the headline groups, then the first other grouping's groups that have questions
-    labels: list[tuple[str, str]] = [("overall", "Overall"), *benchmark.headline_groups()]
-    detail = next((g for g in benchmark.groupings if not g.headline), None)
-    if detail is not None:
-        present = [(g.kind, g.name) for g in runs[0].scorecard.groups if g.kind == detail.key]
-        for kind, name in sorted(present, key=lambda k: _group_rank(benchmark, k)):
-            if any(g.kind == kind and g.name == name and g.n for r in runs for g in r.scorecard.groups):
-                labels.append((kind, name))
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(runs))
     fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(labels) + 2), 4.8))
@@ -249,12 +245,32 @@ def _plot_categories(runs: list[RunData], path: Path) -> Path:
     ax.set_ylim(0, 112)  # headroom for the legend above the 100% line
     ax.set_yticks(range(0, 101, 20))
     ax.axhline(100, color="#cccccc", linewidth=0.6)
-    ax.set_title("Accuracy per category (error bars: Wilson 95% CI)")
+    ax.set_title(f"{title} (error bars: Wilson 95% CI)")
     ax.legend(fontsize=8, loc="upper right", ncol=max(1, len(runs)), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_categories(runs: list[RunData], out: Path) -> list[Path]:
+    """One plot of the overall and the headline groups, then one per other grouping the benchmark
+    defines (MMR-V: ability type, video type), each with the groups that have questions."""
+    benchmark = _benchmark_of(runs)
+    plots = [_plot_groups(runs, out / PLOT_CATEGORIES, [("overall", "Overall"), *benchmark.headline_groups()],
+                          "Accuracy per category")]
+    for grouping in benchmark.groupings:
+        if grouping.headline:
+            continue
+        present = {(g.kind, g.name) for r in runs for g in r.scorecard.groups if g.kind == grouping.key and g.n}
+        if not present:
+            continue
+        name = PLOT_GROUPING.format(key=re.sub(r"[^A-Za-z0-9_-]+", "_", grouping.key))
+        if name in {p.name for p in plots}:
+            name = name.replace(".png", "_2.png")
+        labels = sorted(present, key=lambda k: _group_rank(benchmark, k))
+        plots.append(_plot_groups(runs, out / name, labels, f"Accuracy per {grouping.title}"))
+    return plots
 
 
 def _plot_frames(runs: list[RunData], path: Path) -> Path:
@@ -382,7 +398,7 @@ def _run_summary(run: RunData, benchmark: Benchmark) -> dict[str, Any]:
         "card": card,
         "overall": card.overall,
         "headline": [card.group(kind, name) for kind, name in benchmark.headline_groups()],
-        "labels": (config.get("method_settings") or {}).get("labels") or [],
+        "labels": config_labels(config),
         "notes": card.data_notes(),
     }
 
@@ -421,9 +437,11 @@ def build_report_data(runs: list[RunData]) -> dict[str, Any]:
 
 
 def write_report(
-    run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True, benchmark: str = "mmr_v"
+    run_dirs: list[str | Path], out_dir: str | Path, *, browser: bool = True, benchmark: str = "mmr_v",
+    thumbnails: bool = False,
 ) -> ReportPaths:
-    """Write the report for one or more run directories into ``out_dir``."""
+    """Write the report for one or more run directories into ``out_dir`` (``thumbnails``: the run browser
+    decodes search hits' thumbnails from each trace's video)."""
     if not run_dirs:
         raise ReportError("give at least one run directory")
     runs = [load_run(d, benchmark=benchmark) for d in run_dirs]
@@ -434,14 +452,14 @@ def write_report(
     except OSError as exc:
         raise ReportError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
 
-    plots = [_plot_categories(runs, out / PLOT_CATEGORIES), _plot_frames(runs, out / PLOT_FRAMES)]
+    plots = [*_plot_categories(runs, out), _plot_frames(runs, out / PLOT_FRAMES)]
     paths = ReportPaths(markdown=out / REPORT_MD, html=out / REPORT_HTML, json=out / REPORT_JSON, plots=plots)
     if browser:
         from eval.views.browser import write_run_browser
 
         # the browser shows our runs' questions and traces; official files have neither
         ours = [r.path for r in runs if r.path.is_dir()]
-        paths.browser = write_run_browser(ours, out / BROWSER_DIR) if ours else None
+        paths.browser = write_run_browser(ours, out / BROWSER_DIR, thumbnails_from_video=thumbnails) if ours else None
     browser_link = paths.browser.relative_to(out).as_posix() if paths.browser else None
 
     data = build_report_data(runs)

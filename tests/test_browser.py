@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,7 +30,13 @@ def tags(path: Path) -> list[tuple[str, dict[str, str]]]:
 
 
 def index_rows(index: Path) -> list[dict[str, str]]:
+    """The question table's rows: one per question."""
     return [a for t, a in tags(index) if t == "tr" and "data-qid" in a]
+
+
+def run_cells(index: Path) -> list[dict[str, str]]:
+    """The question table's cells: one per question and run."""
+    return [a for t, a in tags(index) if t == "td" and "run-cell" in a.get("class", "")]
 
 
 def local_links(page: Path) -> list[Path]:
@@ -50,25 +57,53 @@ def two_runs(tmp_path):
     return write_sample_runs(tmp_path / "runs")
 
 
-def test_index_lists_every_question_per_run_with_latest_rows(two_runs, tmp_path):
+def test_index_has_a_row_per_question_and_a_column_per_run_with_latest_rows(two_runs, tmp_path):
     index = write_run_browser(list(two_runs), tmp_path / "site")
     assert index == tmp_path / "site" / "index.html"
-    rows = index_rows(index)
-    got = [(r["data-qid"], r["data-run"]) for r in rows]
-    assert sorted(got) == sorted([(q, "agent") for q in QIDS + ["q7"]] + [(q, "uniform") for q in QIDS[:3]])
     # natural order: q1, q2, q7, q10 before the odd id
-    assert [q for q, r in got if r == "agent"] == ["q1", "q2", "q7", "q10", "weird id/with:chars"]
-    q2 = next(r for r in rows if r["data-qid"] == "q2" and r["data-run"] == "agent")
-    assert (q2["data-answer"], q2["data-result"], q2["data-frames"]) == ("C", "correct", "14")
-    q7 = next(r for r in rows if r["data-qid"] == "q7")
+    assert [r["data-qid"] for r in index_rows(index)] == ["q1", "q2", "q7", "q10", "weird id/with:chars"]
+    cells = run_cells(index)
+    assert [(c["data-qid"], c["data-run"]) for c in cells] == [(q, run) for q in ["q1", "q2", "q7", "q10", "weird id/with:chars"]
+                                                             for run in ("agent", "uniform")]
+    absent = {(c["data-qid"], c["data-run"]) for c in cells if c["data-result"] == "absent"}
+    assert absent == {("q7", "uniform"), ("weird id/with:chars", "uniform")}
+    q2 = next(c for c in cells if c["data-qid"] == "q2" and c["data-run"] == "agent")
+    assert (q2["data-answer"], q2["data-result"], q2["data-frames"]) == ("C", "correct", "14")  # the re-run row
+    q1 = {c["data-run"]: c for c in cells if c["data-qid"] == "q1"}
+    assert (q1["agent"]["data-answer"], q1["uniform"]["data-answer"]) == ("C", "D")
+    assert (q1["uniform"]["data-result"], q1["uniform"]["data-cost"]) == ("wrong", "0.02")
+    q7 = next(c for c in cells if c["data-qid"] == "q7" and c["data-run"] == "agent")
     assert q7["data-result"] == "error" and q7["data-cost"] == ""
     assert "not a video file" in index.read_text()
 
 
-def test_each_traced_row_links_to_its_trace_page_and_shared_questions_to_side_by_side(two_runs, tmp_path):
+def test_question_flags_say_how_the_runs_fared_together(tmp_path):
+    """Disagreements, all wrong, all right and agent-only wins, worked out from the rows (error rows left out)."""
+    def rows(method: str, answers: dict[str, str | None]):
+        return [result_row(q, method=method, prediction=a, gold="C",
+                           **({"status": "error", "error": "timeout"} if a == "!" else {}))
+                for q, a in answers.items()]
+
+    agent = write_run_dir(tmp_path, "agent", method="agent",
+                          rows=rows("agent", {"a": "C", "b": "A", "c": "C", "d": "C", "e": "!", "f": "C"}))
+    uniform = write_run_dir(tmp_path, "uniform", method="uniform",
+                            rows=rows("uniform", {"a": "B", "b": "B", "c": "C", "d": "!", "e": "A"}))
+    index = write_run_browser([agent, uniform], tmp_path / "site")
+    flags = {r["data-qid"]: (r["data-disagree"], r["data-all-wrong"], r["data-all-right"], r["data-agent-only"],
+                             r["data-right"], r["data-answered"]) for r in index_rows(index)}
+    assert flags == {
+        "a": ("true", "false", "false", "true", "1", "2"),  # agent right, uniform wrong
+        "b": ("false", "true", "false", "false", "0", "2"),
+        "c": ("false", "false", "true", "false", "2", "2"),
+        "d": ("false", "false", "true", "false", "1", "1"),  # uniform's error row is no answer
+        "e": ("false", "true", "false", "false", "0", "1"),
+        "f": ("false", "false", "true", "false", "1", "1"),  # only the agent ran it: not a win over anyone
+    }
+
+
+def test_each_traced_cell_links_to_its_trace_page_and_shared_questions_to_side_by_side(two_runs, tmp_path):
     index = write_run_browser(list(two_runs), tmp_path / "site")
     site = index.parent
-    html = index.read_text()
     trace_links = [a["href"] for t, a in tags(index) if t == "a" and "trace-link" in a.get("class", "")]
     assert len(trace_links) == len(QIDS)  # q7 has no trace, uniform rows have none
     compare_links = {a["href"] for t, a in tags(index) if t == "a" and "compare-link" in a.get("class", "")}
@@ -82,27 +117,69 @@ def test_each_traced_row_links_to_its_trace_page_and_shared_questions_to_side_by
     assert len([a for _, a in tags(page) if "mark" in a.get("class", "").split()]) == len(build_trace().frames())
     for link in local_links(page):
         assert link.is_file(), link
-    disagree = {(r["data-qid"], r["data-run"]): r["data-disagree"] for r in index_rows(index)}
-    assert disagree[("q1", "agent")] == disagree[("q1", "uniform")] == "true"  # agent right, uniform wrong
-    assert disagree[("q2", "agent")] == disagree[("q2", "uniform")] == "false"
-    assert html.count('class="compare-link"') == 2 * len(compare_links)
+    disagree = {r["data-qid"]: r["data-disagree"] for r in index_rows(index)}
+    assert disagree["q1"] == "true"  # agent right, uniform wrong
+    assert disagree["q2"] == "false"
 
 
-def test_side_by_side_page_shows_both_runs(two_runs, tmp_path):
+def test_side_by_side_page_shows_both_runs_on_one_time_axis(two_runs, tmp_path):
+    from eval.benchmarks import get_benchmark
+    from tests.trace_samples import SAMPLE_FPS
+
     site = write_run_browser(list(two_runs), tmp_path / "site").parent
     page = site / "compare" / "q1.html"
     columns = [a for t, a in tags(page) if t == "section" and "column" in a.get("class", "")]
     assert [c["data-run"] for c in columns] == ["agent", "uniform"]
     results = [a["data-result"] for t, a in tags(page) if "data-result" in a]
     assert results == ["correct", "wrong"]
-    # the agent column carries its timeline, linking into its trace page
+    # one axis: the agent's frames link into its trace page; the uniform run's 32 frames sit where the
+    # benchmark's frame-index rule puts them in the video (its metadata from the agent's trace)
     marks = [a for t, a in tags(page) if "mark" in a.get("class", "").split()]
-    assert len(marks) == len(build_trace().frames())
-    assert all(m["href"].startswith("../traces/agent/q1.html#frame-") for m in marks)
+    agent_marks = [m for m in marks if m.get("href")]
+    assert sorted(float(m["data-t"]) for m in agent_marks) == sorted(f.t for f in build_trace().frames())
+    assert all(m["href"].startswith("../traces/agent/q1.html#frame-") for m in agent_marks)
+    uniform = [float(m["data-t"]) for m in marks if m["data-source"] == "uniform"]
+    meta = build_trace().settings["video"]
+    expected = [i / SAMPLE_FPS for i in get_benchmark("mmr_v").sample_indices(meta["n_frames"], 32)]
+    assert uniform == pytest.approx(expected, abs=1e-3)
+    assert uniform[0] == 0 and uniform[-1] == pytest.approx((meta["n_frames"] - 1) / SAMPLE_FPS, abs=1e-3)
+    rows = {a["data-run"]: a for t, a in tags(page) if "axis-row" in a.get("class", "") and "data-run" in a}
+    assert rows["uniform"]["data-derived"] == "true" and rows["agent"]["data-derived"] == "false"
     for link in local_links(page):
         assert link.is_file(), link
     text = page.read_text()
     assert "The answer is [[D]]" in text  # the uniform run's response
+
+
+def test_uniform_frames_come_from_the_video_when_no_trace_has_its_metadata(tmp_path, synthetic_video):
+    """Two uniform runs of a question: their times come from the video's own headers, in the videos folder."""
+    from eval.benchmarks import get_benchmark
+    from tools.video import open_video
+
+    runs = []
+    for name, frames in [("u8", 8), ("u4", 4)]:
+        row = result_row("q1", method="uniform", prediction="C", frames=frames).model_copy(
+            update={"video": synthetic_video.name})
+        run = write_run_dir(tmp_path, name, method="uniform", rows=[row])
+        (run / "config.json").write_text(json.dumps({"method": "uniform", "frames": frames,
+                                                     "data": {"videos": str(synthetic_video.parent)}}))
+        runs.append(run)
+    page = write_run_browser(runs, tmp_path / "site").parent / "compare" / "q1.html"
+    with open_video(synthetic_video) as video:
+        meta = video.meta
+    marks = [a for t, a in tags(page) if "mark" in a.get("class", "").split()]
+    for frames in (8, 4):
+        indices = get_benchmark("mmr_v").sample_indices(meta.n_frames, frames)
+        assert [float(m["data-t"]) for m in marks][:frames] == pytest.approx([i / meta.fps for i in indices], abs=1e-3)
+        marks = marks[frames:]
+    assert marks == []
+
+    # without the video nothing is made up: the page says why the frames are not placed
+    (runs[0] / "config.json").write_text(json.dumps({"method": "uniform", "data": {"videos": str(tmp_path / "gone")}}))
+    (runs[1] / "config.json").write_text(json.dumps({"method": "uniform"}))
+    page = write_run_browser(runs, tmp_path / "site2").parent / "compare" / "q1.html"
+    assert not [a for t, a in tags(page) if "mark" in a.get("class", "").split()]
+    assert "frames not placed" in page.read_text()
 
 
 def test_problems_are_listed_and_the_rest_is_written(two_runs, tmp_path):
@@ -116,8 +193,8 @@ def test_problems_are_listed_and_the_rest_is_written(two_runs, tmp_path):
     assert "q10.json: not a readable JSON trace" in text
     assert not (index.parent / "traces" / "agent" / "q10.html").exists()
     assert (index.parent / "traces" / "agent" / "q1.html").exists()
-    row = next(r for r in index_rows(index) if r["data-qid"] == "q10" and r["data-run"] == "agent")
-    assert row["data-result"] == "correct"  # the row itself is still listed
+    cell = next(c for c in run_cells(index) if c["data-qid"] == "q10" and c["data-run"] == "agent")
+    assert cell["data-result"] == "correct"  # the row itself is still listed
     assert "trace unreadable" in text
 
 
@@ -125,7 +202,7 @@ def test_run_labels_stay_unique(tmp_path):
     a = write_run_dir(tmp_path / "x", "run", method="agent", rows=[result_row("q1", method="agent", prediction="C")])
     b = write_run_dir(tmp_path / "y", "run", method="agent", rows=[result_row("q1", method="agent", prediction="A")])
     index = write_run_browser([a, b], tmp_path / "site")
-    assert sorted(r["data-run"] for r in index_rows(index)) == ["run", "run-2"]
+    assert sorted(c["data-run"] for c in run_cells(index)) == ["run", "run-2"]
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -191,7 +268,7 @@ def test_dataset_and_model_text_is_escaped_on_every_page(tmp_path):
             "raw_response": payload, "video": f"{payload}.mp4",
         })
 
-    a = write_run_dir(tmp_path, "a", method="uniform", rows=[hostile("uniform", "C")])
+    a = write_run_dir(tmp_path, "a", method="uniform", rows=[hostile("uniform", "C", video_type=payload)])
     b = write_run_dir(tmp_path, "b", method="agent", rows=[
         hostile("agent", None, status="error", error=payload, video_type=payload)])
     index = write_run_browser([a, b], tmp_path / "site")
@@ -199,5 +276,66 @@ def test_dataset_and_model_text_is_escaped_on_every_page(tmp_path):
     for page in pages:
         assert not [t for t, attrs in tags(page) if t == "img" or "onerror" in attrs], page
         assert "&lt;img src=x onerror=alert(1)&gt;" in page.read_text(encoding="utf-8")
-    row = next(r for r in index_rows(index) if r["data-run"] == "b")
+    (row,) = index_rows(index)
     assert row["data-video-type"] == payload  # attributes are escaped too, and read back intact
+
+
+def test_labels_follow_a_run_onto_every_page(tmp_path):
+    """Random CLIP weights and a text-only planner (from the run's config) and forced answers (from its
+    traces) are marked on the index, the question table, the side-by-side page and the trace page."""
+    from tests.trace_samples import build_verdict_trace
+
+    trace = build_verdict_trace("q1", forced=True)
+    trace.labels = ["random-weights"]
+    trace.settings["agent"] = {"perception": "delegated"}
+    agent = write_run_dir(tmp_path, "agent", method="agent", traces={"q1": trace},
+                          rows=[result_row("q1", method="agent", prediction="C", trace="traces/q1.json"),
+                                result_row("q2", method="agent", prediction="C")])
+    (agent / "config.json").write_text(json.dumps({"method": "agent", "method_settings": {
+        "labels": ["random-weights"], "agent": {"perception": "delegated"}, "perception_model": "qwen-vl",
+        "strategy": "planner"}}))
+    uniform = write_run_dir(tmp_path, "uniform", method="uniform",
+                            rows=[result_row("q1", method="uniform", prediction="D")])
+    index = write_run_browser([agent, uniform], tmp_path / "site")
+
+    def labels(page: Path, where: str | None = None) -> list[str]:
+        found, inside = [], where is None
+        for tag, attrs in tags(page):
+            if where is not None and "data-run" in attrs and tag in ("tr", "section", "th"):
+                inside = attrs["data-run"] == where
+            if inside and "data-label" in attrs:
+                found.append(attrs["data-label"])
+        return found
+
+    assert labels(index, "agent") == ["random-weights", "text-only planner", "1 forced answer"]
+    assert "agent (planner)" in index.read_text()  # the strategy beside the method
+    assert labels(index, "uniform") == []
+    # the question table's column for the run carries them in its header, the forced answer in its cell
+    assert "text-only planner" in index.read_text().split('class="run-head"')[1].split("</th>")[0]
+    cell = index.read_text().split('data-qid="q1" data-run="agent"')[1].split("</td>")[0]
+    assert "forced answer" in cell and "random-weights" not in cell  # the header says that once for the column
+    compare = index.parent / "compare" / "q1.html"
+    assert labels(compare, "agent") == ["random-weights", "text-only planner", "forced answer"]
+    assert labels(compare, "uniform") == []
+    page = index.parent / "traces" / "agent" / "q1.html"
+    assert labels(page) == ["random-weights", "text-only planner", "forced answer"]
+
+
+def test_report_thumbnails_flag_gives_search_hits_pictures_in_the_browser(tmp_path, synthetic_video, capsys):
+    """``sleuth report --thumbnails``: the run browser's trace pages show what each search offered."""
+    from tests.cli_helpers import run_cli
+
+    trace = build_trace("q1", duration_s=4.0, with_thumbs=False, video=str(synthetic_video))
+    for node in trace.nodes:  # the sample's moments, squeezed into the 4 s synthetic video
+        for frame in node.frames:
+            frame.t = round(frame.t / 15.0, 2)
+    hits = [f for f in trace.frames() if not f.shown]
+    run = write_run_dir(tmp_path, "agent", method="agent", traces={"q1": trace},
+                        rows=[result_row("q1", method="agent", prediction="C", trace="traces/q1.json")])
+    for flag, pictured in [([], 0), (["--thumbnails"], len(hits))]:
+        out = tmp_path / f"report{len(flag)}"
+        code, _, err = run_cli(["report", str(run), "-o", str(out), *flag], capsys)
+        assert code == 0, err
+        page = out / "browser" / "traces" / "agent" / "q1.html"
+        figures = [a for t, a in tags(page) if t == "figure" and "hit" in a.get("class", "").split()]
+        assert len(figures) == pictured

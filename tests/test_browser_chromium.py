@@ -69,7 +69,7 @@ def test_every_link_resolves_and_opens_without_errors(browser, site, index):
 
 def test_clicking_a_trace_link_opens_that_trace(index):
     page, _ = index
-    page.locator("tr[data-qid='q1'][data-run='agent'] a.trace-link").click()
+    page.locator("td.run-cell[data-qid='q1'][data-run='agent'] a.trace-link").click()
     page.wait_for_load_state("load")
     assert page.url.endswith("/traces/agent/q1.html")
     assert "q1" in page.title()
@@ -79,69 +79,69 @@ def test_clicking_a_trace_link_opens_that_trace(index):
     assert page.url.endswith("/index.html")
 
 
-def test_filters_narrow_the_rows(index):
+def test_filters_narrow_the_questions(index):
     page, _ = index
     total = len(visible(page))
-    assert total == len(QIDS) + 1 + 3  # agent rows (incl. the error row) + uniform rows
-    assert page.locator("#count").inner_text() == f"{total} of {total} rows"
+    assert total == len(QIDS) + 1  # one row per question, q7 (an error row) included
+    assert page.locator("#count").inner_text() == f"{total} of {total} questions"
+    # a column per run, in the order the runs were given
+    heads = page.evaluate("() => Array.from(document.querySelectorAll('th.run-head')).map(th => th.dataset.run)")
+    assert heads == ["agent", "uniform"]
+    cells = page.evaluate("() => Array.from(document.querySelectorAll('tr[data-qid=\"q1\"] td.run-cell'))"
+                          ".map(td => [td.dataset.run, td.dataset.answer, td.dataset.result])")
+    assert cells == [["agent", "C", "correct"], ["uniform", "D", "wrong"]]
 
-    page.select_option("#f-run", "uniform")
-    rows = visible(page)
-    assert len(rows) == 3 and {r["run"] for r in rows} == {"uniform"}
-    assert page.locator("#count").inner_text() == f"3 of {total} rows"
+    page.select_option("#f-outcome", "disagree")
+    assert [r["qid"] for r in visible(page)] == ["q1"]
+    assert page.locator("#count").inner_text() == f"1 of {total} questions"
+    page.select_option("#f-outcome", "agentOnly")
+    assert [r["qid"] for r in visible(page)] == ["q1"]
+    page.select_option("#f-outcome", "allWrong")
+    assert [r["qid"] for r in visible(page)] == ["weird id/with:chars"]  # answered by the agent alone, wrongly
+    page.select_option("#f-outcome", "allRight")
+    assert [r["qid"] for r in visible(page)] == ["q2", "q10"]
 
-    page.select_option("#f-result", "wrong")
-    assert [(r["qid"], r["run"]) for r in visible(page)] == [("q1", "uniform")]
-
-    page.select_option("#f-run", "")
-    page.select_option("#f-result", "error")
-    assert [r["qid"] for r in visible(page)] == ["q7"]
-
-    page.select_option("#f-result", "")
-    page.select_option("#f-video-type", "Animation")
-    assert [(r["qid"], r["run"]) for r in visible(page)] == [("q2", "agent")]
-    page.select_option("#f-video-type", "")
-
-    page.select_option("#f-category", "explicit")
+    page.select_option("#f-category", "explicit")  # filters combine
+    assert [r["qid"] for r in visible(page)] == ["q10"]
+    page.select_option("#f-outcome", "")
     assert {r["qid"] for r in visible(page)} == {"q10", "weird id/with:chars"}
     page.select_option("#f-category", "")
+
+    page.select_option("#f-video-type", "Animation")
+    assert [r["qid"] for r in visible(page)] == ["q2"]
+    page.select_option("#f-video-type", "")
 
     page.fill("#f-text", "WEIRD")
     assert [r["qid"] for r in visible(page)] == ["weird id/with:chars"]
     page.fill("#f-text", "")
-
-    page.check("#f-disagree")
-    rows = visible(page)
-    assert {(r["qid"], r["run"]) for r in rows} == {("q1", "agent"), ("q1", "uniform")}
-    page.uncheck("#f-disagree")
     assert len(visible(page)) == total
 
 
 def test_sorting_by_columns(index):
     page, _ = index
-    header = page.locator("#questions th[data-sort='cost']")
+    header = page.locator("#questions th[data-sort='cost-0']")  # the agent run's cost
     header.click()
-    costs = [r["cost"] for r in visible(page)]
+    costs = [r["cost-0"] for r in visible(page)]
     priced = [float(c) for c in costs if c]
     assert priced == sorted(priced) and costs[-1] == ""  # unpriced rows last
     assert header.get_attribute("aria-sort") == "ascending"
     header.click()
-    priced = [float(r["cost"]) for r in visible(page) if r["cost"]]
+    priced = [float(r["cost-0"]) for r in visible(page) if r["cost-0"]]
     assert priced == sorted(priced, reverse=True)
     assert header.get_attribute("aria-sort") == "descending"
 
-    page.locator("#questions th[data-sort='frames']").click()
-    frames = [int(r["frames"]) for r in visible(page)]
-    assert frames == sorted(frames)
+    page.locator("#questions th[data-sort='right']").click()
+    right = [int(r["right"]) for r in visible(page)]
+    assert right == sorted(right)
 
     page.locator("#questions th[data-sort='qid']").click()
-    order = list(dict.fromkeys(r["qid"] for r in visible(page)))
+    order = [r["qid"] for r in visible(page)]
     assert order == ["q1", "q2", "q7", "q10", "weird id/with:chars"]  # natural order: q2 before q10
 
     # sorting keeps filters
-    page.select_option("#f-run", "uniform")
-    page.locator("#questions th[data-sort='frames']").click()
-    assert {r["run"] for r in visible(page)} == {"uniform"}
+    page.select_option("#f-category", "explicit")
+    page.locator("#questions th[data-sort='right']").click()
+    assert {r["qid"] for r in visible(page)} == {"q10", "weird id/with:chars"}
 
 
 def test_side_by_side_page(browser, site):
@@ -160,7 +160,19 @@ def test_side_by_side_page(browser, site):
         " Array.from(o.querySelectorAll('.pick-tag')).map(t => t.textContent)])"
     )
     assert dict(picks)["C"] == ["agent"] and dict(picks)["D"] == ["uniform"]
-    mark = page.locator(".column[data-run='agent'] .tl .mark").first
+    # one shared axis: a mark at the same moment sits at the same x in every run's lane
+    drawn = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#shared-axis .axis-row[data-run]')).map(row => ({run: row.dataset.run,"
+        " lane: row.querySelector('.axis-lane').getBoundingClientRect().toJSON(), marks: Array.from(row.querySelectorAll('.mark'))"
+        ".map(m => { const b = m.getBoundingClientRect(); return {t: +m.dataset.t, x: b.left + b.width / 2}; })}))"
+    )
+    assert [r["run"] for r in drawn] == ["agent", "uniform"]
+    span = float(page.locator("#shared-axis").get_attribute("data-span"))
+    assert drawn[0]["lane"]["x"] == pytest.approx(drawn[1]["lane"]["x"]) and drawn[0]["marks"] and len(drawn[1]["marks"]) == 32
+    for row in drawn:
+        for m in row["marks"]:
+            assert m["x"] == pytest.approx(row["lane"]["x"] + row["lane"]["width"] * m["t"] / span, abs=1.0)
+    mark = page.locator("#shared-axis .axis-row[data-run='agent'] a.mark").first
     mark.click()
     page.wait_for_load_state("load")
     assert "/traces/agent/q1.html#frame-" in page.url

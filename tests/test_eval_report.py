@@ -102,11 +102,13 @@ def test_report_files(two_runs, tmp_path, capsys):
     assert 'class="comparison"' in html and "+20.0" in html
 
     # plots: real PNGs, embedded in the HTML, linked from the markdown
-    assert len(listing["plots"]) == 2
+    # one per grouping MMR-V defines beyond the headline one (ability type, video type), not only L2
+    assert [Path(p).name for p in listing["plots"]] == [
+        "accuracy_by_category.png", "accuracy_by_l2.png", "accuracy_by_video_type.png", "accuracy_vs_frames.png"]
     for plot in map(Path, listing["plots"]):
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
         assert f"]({plot.name})" in markdown
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 4
 
     report_json = json.loads(Path(listing["json"]).read_text())
     assert report_json["comparisons"][0]["rows"][0]["p_value"] == pytest.approx(0.125)
@@ -223,7 +225,8 @@ def test_dataset_and_model_text_is_escaped(tmp_path):
 
     # rendered, every value reads as itself and every table row keeps its columns
     rendered = _render_markdown(markdown)
-    assert [a["src"] for t, a in rendered.tags if t == "img"] == ["accuracy_by_category.png", "accuracy_vs_frames.png"]
+    assert [a["src"] for t, a in rendered.tags if t == "img"] == [
+        "accuracy_by_category.png", "accuracy_by_l2.png", "accuracy_by_video_type.png", "accuracy_vs_frames.png"]
     assert not any(t == "script" or "onerror" in a for t, a in rendered.tags)
     runs, _reference, categories = rendered.tables
     assert {len(row) for row in runs} == {13} and {len(row) for row in categories} == {7}

@@ -194,11 +194,27 @@ def test_missing_thumbnails_come_from_the_video(synthetic_video, tmp_path):
     filled, note = fill_missing_thumbnails(trace, synthetic_video)
     assert note is None
     assert all(f.thumb and f.thumb.startswith("data:image/jpeg;base64,") for f in filled.frames() if f.shown)
-    assert all(f.thumb is None for f in filled.frames() if not f.shown)
+    # search hits listed to the model get thumbnails too: the frame at their moment, as a shown frame there has
+    hits = [f for f in filled.frames() if not f.shown]
+    assert hits and all(f.thumb and f.thumb.startswith("data:image/jpeg;base64,") for f in hits)
+    shown_at = {f.t: f.thumb for f in filled.frames() if f.shown}
+    assert any(f.t in shown_at for f in hits)
+    assert all(f.thumb == shown_at[f.t] for f in hits if f.t in shown_at)
+    assert len({f.thumb for f in hits}) == len({f.t for f in hits})
     assert all(f.thumb is None for f in trace.frames())  # the original is untouched
 
     out = write_trace_html(trace, tmp_path / "page.html", video_path=synthetic_video)
-    assert len(parse(out.read_text()).with_class("thumb-ph")) == 0
+    doc = parse(out.read_text())
+    assert len(doc.with_class("thumb-ph")) == 0
+    hit_figures = doc.with_class("hit")
+    assert sorted(float(f["data-t"]) for f in hit_figures) == sorted(f.t for f in hits)
+    assert "not shown to the model" in out.read_text()
+
+    # no video: the page still renders, hits as timestamps, with a note saying why
+    out = write_trace_html(trace, tmp_path / "no-video.html", video_path=tmp_path / "gone.mp4")
+    doc = parse(out.read_text())
+    assert not doc.with_class("hit") and len(doc.with_class("chip")) >= len(hits)
+    assert "gone.mp4 not found" in out.read_text() and "search hits as timestamps" in out.read_text()
 
     _, note = fill_missing_thumbnails(trace, tmp_path / "gone.mp4")
     assert "gone.mp4" in note and "placeholders" in note
@@ -280,6 +296,24 @@ def test_terminal_tree_shows_steps_calls_frames_errors_and_answer():
     assert re.search(r"B  She is looking for her keys\s+◀ agent", text)
     assert re.search(r"C  She hides .*✓ gold", text)
     assert f"{trace.totals.tokens.prompt:,} + {trace.totals.tokens.completion:,} tok" in text
+
+
+def test_terminal_tree_and_outline_show_verdicts_captions_confidence_and_a_forced_answer():
+    from tests.trace_samples import build_verdict_trace
+
+    trace = build_verdict_trace()
+    text = render_tree(trace)
+    assert "[forced answer]" in text and "forced: budget exhausted" in text
+    assert "judgement n7  confidence 2/3" in text
+    assert "C supported (31.0s, 35.0s): she slides the letter under the tray" in text
+    assert "A unknown (58.9s): the stove is never in view" in text
+    assert "0.0s–20.0s  A woman enters a kitchen and opens a drawer.  (cached)" in text
+    judge = next(n for s in trace_outline(trace)["steps"] for n in s["nodes"] if n["kind"] == "judgement")
+    assert [(v["option"], v["verdict"], v["times"]) for v in judge["verdicts"]] == [
+        (v.option, v.verdict, v.times) for v in trace.node("n7").verdicts]
+    assert judge["confidence"] == 2
+    assert "forced answer" in trace_outline(trace)["labels"]
+    assert "Answer C (gold C) ✓ (forced: budget exhausted)" in to_dot(trace)
 
 
 def test_outline_matches_the_trace_and_omits_thumbnails():
@@ -393,3 +427,18 @@ def test_frame_refs_round_trip_through_saved_traces(tmp_path):
 
     loaded = Trace.load(trace.save(tmp_path / "t.json"))
     assert render_trace_html(loaded) == render_trace_html(trace)
+
+
+def test_page_shows_pixels_shown_and_cited_moments_never_seen():
+    from tests.trace_samples import build_verdict_trace
+
+    trace = build_verdict_trace()
+    trace.answer.evidence = [31.0, 58.9]
+    trace.answer.unseen_evidence = [58.9]
+    html = render_trace_html(trace)
+    chips = [c for c in parse(html).with_class("unseen") if "chip" in c.get("class", "")]
+    assert len(chips) == 1 and "never seen" in html
+    assert f"{trace.totals.pixels_shown / 1e6:.1f} Mpx" in html
+    trace.answer.unseen_evidence = []
+    trace.answer.evidence = [31.0]
+    assert "never seen" not in render_trace_html(trace)

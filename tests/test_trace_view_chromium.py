@@ -13,7 +13,7 @@ from agent.config import AgentConfig
 from eval.views.analysis import evidence_flags
 from eval.views.html import write_trace_html
 from tests.fake_openai import Call, ToolCalls
-from tests.trace_samples import PageWatch, browser_fixture, build_trace, screenshot_dir
+from tests.trace_samples import PageWatch, browser_fixture, build_trace, check_graph, screenshot_dir
 
 pytestmark = pytest.mark.slow  # a real browser
 
@@ -128,6 +128,7 @@ def test_trace_page_from_a_real_agent_run(browser, tmp_path, fake_openai, openai
     path = write_trace_html(trace, tmp_path / "agent-q.html", extract_thumbnails=False)
     page, watch = open_page(browser, path)
     check_timeline(page, trace)
+    check_graph(page, trace)  # the drawn graph of a real run is its trace's
     assert page.locator(".node.has-error").count() == sum(1 for n in trace.nodes if n.error)
     assert page.locator("[data-verdict]").get_attribute("data-verdict") == "correct"
     evidence_targets = {e.target for e in trace.edges if e.kind == "evidence"}

@@ -4,8 +4,11 @@
 an overview of uniformly sampled frames, a CLIP search (hits listed as
 text), a view of two hits, a resample request the tool rejected, a dense
 resample, and an answer citing two moments.
+``build_verdict_trace`` adds what newer strategies record (a caption memory,
+option verdicts, a confidence judgement, a forced answer).
 ``write_run_dir`` writes a run directory (config, results, traces) as the
-evaluation runner does.
+evaluation runner does; ``check_graph`` reads a page's drawn graph back in a
+browser and checks it against its trace.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from agent.trace import Edge, FinalAnswer, FrameRef, Node, TokenUsage, Totals, Trace
+from agent.trace import Caption, Edge, FinalAnswer, FrameRef, Node, OptionVerdict, TokenUsage, Totals, Trace
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow
 
 OPTIONS = [
@@ -52,8 +55,32 @@ def thumb_data_url(t: float, width: int = 96, height: int = 54) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+SAMPLE_FPS = 25.0
+
+
+def video_meta(path: str, duration_s: float) -> dict:
+    """What a trace records of its video (``tools.video.VideoMeta``), as the agent writes it."""
+    return {"path": path, "duration_s": duration_s, "fps": SAMPLE_FPS, "n_frames": int(duration_s * SAMPLE_FPS),
+            "width": 640, "height": 360, "reader": "decord"}
+
+
 def overview_times(duration_s: float, n: int = 8) -> list[float]:
     return [round((i + 0.5) * duration_s / n, 2) for i in range(n)]
+
+
+def _chain():
+    """(nodes, edges, add): ``add`` appends a node and the ``next`` edge to it from the previous one."""
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+
+    def add(kind: str, step: int, **fields) -> Node:
+        node = Node(id=f"n{len(nodes)}", kind=kind, step=step, **fields)
+        if nodes:
+            edges.append(Edge(source=nodes[-1].id, target=node.id, kind="next"))
+        nodes.append(node)
+        return node
+
+    return nodes, edges, add
 
 
 def build_trace(
@@ -70,15 +97,7 @@ def build_trace(
     """A complete agent trace: overview, search, view, a failed and a good resample, an answer."""
     span = duration_s or 60.0
     thumb = thumb_data_url if with_thumbs else (lambda t: None)
-    nodes: list[Node] = []
-    edges: list[Edge] = []
-
-    def add(kind: str, step: int, **fields) -> Node:
-        node = Node(id=f"n{len(nodes)}", kind=kind, step=step, **fields)
-        if nodes:
-            edges.append(Edge(source=nodes[-1].id, target=node.id, kind="next"))
-        nodes.append(node)
-        return node
+    nodes, edges, add = _chain()
 
     def call_cost(prompt: int, completion: int) -> float | None:
         return round(prompt * 2.5e-6 + completion * 1e-5, 6) if priced else None
@@ -196,7 +215,8 @@ def build_trace(
         duration_s=duration_s,
         question=QUESTION,
         options=list(OPTIONS),
-        settings={"max_steps": 8, "max_frames": 32, "perception": "planner-sees-frames", "overview_frames": 8},
+        settings={"max_steps": 8, "max_frames": 32, "perception": "planner-sees-frames", "overview_frames": 8,
+                  "video": video_meta(video, span)},
         models={"planner": "gpt-4o-mini", "clip": "ViT-B-32/laion2b_s34b_b79k"},
         prompts={"planner_system": "3f5a9c" * 10 + "abcd"},
         nodes=nodes,
@@ -211,6 +231,59 @@ def build_trace(
             latency_s=round(sum(n.latency_s or 0.0 for n in nodes), 3),
         ),
         labels=labels or [],
+    )
+
+
+def build_verdict_trace(question_id: str = "mmrv-0077", *, duration_s: float = 60.0, forced: bool = True,
+                        video: str = "videos/kitchen_drawer.mp4") -> Trace:
+    """A trace with what newer strategies record: a caption memory (its frames in the caption lane),
+    option verdicts resting on frames (one on a moment never seen), a confidence judgement, and an
+    answer a budget forced, whose standing verdict table and confidence the answer carries."""
+    nodes, edges, add = _chain()
+
+    add("question", 0, text=QUESTION)
+    captions = [
+        Caption(start=0.0, end=20.0, text="A woman enters a kitchen and opens a drawer.", frames=2, cached=True),
+        Caption(start=20.0, end=40.0, text="She reads a letter, then slides it under a tray.", frames=2),
+        Caption(start=40.0, end=60.0, text="A boy walks in; she closes the drawer quickly.", frames=2),
+    ]
+    memory = add("captions", 0, text="caption memory of 3 segments", captions=captions,
+                 frames=[FrameRef(t=t, source="caption", thumb=thumb_data_url(t)) for t in (5.0, 15.0, 25.0, 35.0, 45.0, 55.0)])
+    add("thought", 1, text="The captions mention a letter; check the moment she hides it.",
+        tokens=TokenUsage(prompt=1500, completion=40), latency_s=1.1, cost_usd=0.004)
+    add("tool_call", 1, tool="search_frames", arguments={"query": "woman hides a letter in a drawer", "k": 3})
+    search = add("observation", 1, tool="search_frames", text="3 hits",
+                 frames=[FrameRef(t=t, source="search", score=s, shown=False) for t, s in [(31.0, 0.33), (12.0, 0.29), (50.0, 0.2)]])
+    call = add("tool_call", 2, tool="view_frames", arguments={"timestamps": [31.0, 50.0]},
+               tokens=TokenUsage(prompt=2100, completion=30), latency_s=0.9, cost_usd=0.005)
+    edges.append(Edge(source=search.id, target=call.id, kind="prompted"))
+    view = add("observation", 2, tool="view_frames", text="showing 2 frames",
+               frames=[FrameRef(t=t, source="view", thumb=thumb_data_url(t)) for t in (31.0, 50.0)])
+    verdicts = [
+        OptionVerdict(option="C", verdict="supported", times=[31.0, 35.0], note="she slides the letter under the tray"),
+        OptionVerdict(option="B", verdict="refuted", times=[50.0], note="no keys anywhere"),
+        OptionVerdict(option="A", verdict="unknown", times=[58.9], note="the stove is never in view"),
+    ]
+    judge = add("judgement", 3, text="C fits what was seen, but the boy's reaction is unclear.", verdicts=verdicts,
+                confidence=2, tokens=TokenUsage(prompt=2600, completion=80), latency_s=1.6, cost_usd=0.007)
+    for target in (view, memory):
+        edges.append(Edge(source=judge.id, target=target.id, kind="evidence"))
+    answer_node = add("answer", 4, text="She hides the letter from her brother.",
+                      tokens=TokenUsage(prompt=2900, completion=50), latency_s=1.3, cost_usd=0.008)
+    edges.append(Edge(source=answer_node.id, target=view.id, kind="evidence"))
+    answer = FinalAnswer(option="C", rationale="She hides the letter from her brother.", evidence=[31.0],
+                         reason="budget_exhausted" if forced else "answered", gold="C", correct=True,
+                         verdicts=verdicts, confidence=2)
+    model_nodes = [n for n in nodes if n.tokens is not None]
+    return Trace(
+        question_id=question_id, video=video, duration_s=duration_s, question=QUESTION, options=list(OPTIONS),
+        settings={"max_steps": 4, "max_frames": 16, "video": video_meta(video, duration_s)}, models={"planner": "gpt-4o-mini"}, nodes=nodes, edges=edges,
+        answer=answer,
+        totals=Totals(steps=4, model_calls=len(model_nodes),
+                      frames_shown=sum(f.shown for n in nodes for f in n.frames), pixels_shown=8 * 160 * 90,
+                      tokens=TokenUsage(prompt=sum(n.tokens.prompt for n in model_nodes),
+                                        completion=sum(n.tokens.completion for n in model_nodes)),
+                      cost_usd=round(sum(n.cost_usd for n in model_nodes), 6), latency_s=4.9),
     )
 
 
@@ -386,3 +459,92 @@ class PageWatch:
 
     def external_requests(self) -> list[str]:
         return [u for u in self.requests if not u.startswith(("file://", "data:", "about:"))]
+
+
+# --------------------------------------------------------------------------- the drawn graph, read back from a page
+
+# Every box, curve and frame of the SVG as laid out, with the ends of each curve in page coordinates.
+GRAPH_JS = """() => {
+  const box = el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; };
+  const svg = document.getElementById('graph-svg');
+  const m = svg.getScreenCTM();
+  const at = (p, len) => { const q = p.getPointAtLength(len); return {x: q.x * m.a + m.e, y: q.y * m.d + m.f}; };
+  return {
+    nodes: Array.from(svg.querySelectorAll('.gnode')).map(n => ({id: n.dataset.node, kind: n.dataset.kind,
+      step: +n.dataset.step, box: box(n.querySelector('rect')), text: n.textContent})),
+    edges: Array.from(svg.querySelectorAll('.gedge[data-kind]')).map(e => ({source: e.dataset.source,
+      target: e.dataset.target, kind: e.dataset.kind, t: e.dataset.t ? +e.dataset.t : null,
+      option: e.dataset.option || null, start: at(e, 0), end: at(e, e.getTotalLength())})),
+    frames: Array.from(svg.querySelectorAll('.gframe')).map(f => ({index: +f.dataset.index, node: f.dataset.node,
+      t: +f.dataset.t, source: f.dataset.source, shown: f.dataset.shown === 'true', box: box(f),
+      image: !!f.querySelector('image')})),
+    axis: box(svg.querySelector('.gaxis')),
+  };
+}"""
+
+
+def _inside(point: dict, box: dict, slack: float = 2.0) -> bool:
+    return (box["x"] - slack <= point["x"] <= box["x"] + box["w"] + slack
+            and box["y"] - slack <= point["y"] <= box["y"] + box["h"] + slack)
+
+
+def check_graph(page, trace: Trace) -> dict:
+    """The SVG holds one box per node, in step columns, one curve per edge between the right boxes, one mark
+    per frame at its moment, and a link from each cited moment (answer, verdicts) to the frame it rests on."""
+    import pytest
+
+    from eval.views.analysis import EVIDENCE_TOLERANCE_S
+
+    graph = page.evaluate(GRAPH_JS)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert sorted(nodes) == sorted(n.id for n in trace.nodes)
+    for node in trace.nodes:
+        drawn = nodes[node.id]
+        assert drawn["kind"] == node.kind and drawn["step"] == node.step
+        assert drawn["box"]["w"] > 100 and drawn["box"]["h"] > 30
+    # steps run left to right, nodes of a step top to bottom in trace order, no two boxes overlap
+    for a, b in zip(trace.nodes, trace.nodes[1:]):
+        ba, bb = nodes[a.id]["box"], nodes[b.id]["box"]
+        if a.step == b.step:
+            assert bb["y"] >= ba["y"] + ba["h"] and abs(ba["x"] - bb["x"]) < 1
+        else:
+            assert bb["x"] >= ba["x"] + ba["w"]
+
+    drawn_edges = [e for e in graph["edges"] if e["kind"] != "cites"]
+    assert sorted((e["source"], e["target"], e["kind"]) for e in drawn_edges) == sorted(
+        (e.source, e.target, e.kind) for e in trace.edges
+    )
+    for e in drawn_edges:  # each curve runs from its source box to its target box
+        assert _inside(e["start"], nodes[e["source"]]["box"]), e
+        assert _inside(e["end"], nodes[e["target"]]["box"]), e
+
+    frames = {f["index"]: f for f in graph["frames"]}
+    assert len(frames) == len(trace.frames())
+    axis = graph["axis"]
+    for i, (frame, owner) in enumerate(((f, n.id) for n in trace.nodes for f in n.frames)):
+        drawn = frames[i]
+        assert (drawn["t"], drawn["source"], drawn["shown"], drawn["node"]) == (frame.t, frame.source, frame.shown, owner)
+        centre = drawn["box"]["x"] + drawn["box"]["w"] / 2
+        assert centre == pytest.approx(axis["x"] + axis["w"] * frame.t / trace.duration_s, abs=1.5)
+        assert drawn["image"] == bool(frame.thumb)
+
+    # cited moments: the answer's evidence and every verdict's times, each to the frame nearest it (or the bare axis)
+    cites = [e for e in graph["edges"] if e["kind"] == "cites"]
+    wanted = [(n.id, t, v.option) for n in trace.nodes for v in n.verdicts for t in v.times]
+    answer_id = next(n.id for n in trace.nodes if n.kind == "answer")
+    wanted += [(answer_id, t, None) for t in trace.answer.evidence]
+    assert sorted((e["source"], e["t"], e["option"] or "") for e in cites) == sorted(
+        (s, t, o or "") for s, t, o in wanted
+    )
+    times = [f.t for f in trace.frames()]
+    for e in cites:
+        assert _inside(e["start"], nodes[e["source"]]["box"]), e
+        nearest = min(abs(t - e["t"]) for t in times)
+        if nearest > EVIDENCE_TOLERANCE_S:
+            assert e["target"] == "axis"
+            assert e["end"]["y"] == pytest.approx(axis["y"], abs=2)
+        else:
+            target = frames[int(e["target"].removeprefix("frame-"))]
+            assert abs(target["t"] - e["t"]) == pytest.approx(nearest)
+            assert _inside(e["end"], target["box"], slack=4), e
+    return graph

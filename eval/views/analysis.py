@@ -11,6 +11,7 @@ as evidence. Nothing here imports another view module.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from agent.recorder import EVIDENCE_TOLERANCE_S as RECORDER_EVIDENCE_TOLERANCE_S
 from agent.trace import Node, Trace
 
 SOURCE_ORDER = ("overview", "search", "view", "resample")
+# Frames a captioning model was shown get a lane of their own, only in traces that have them.
+OPTIONAL_SOURCES = ("caption",)
 # A cited timestamp matches the nearest frame(s) seen within the tolerance the
 # agent uses to link its answer to evidence; cited moments with no frame that
 # close are flagged as never seen.
@@ -69,6 +72,14 @@ def format_clock(t: float) -> str:
     minutes, seconds = divmod(int(round(t)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def axis_ticks(span: float, max_ticks: int = 10) -> list[tuple[float, str]]:
+    """(percent of the span, label) for a time axis: short videos in seconds (0.5s, 1s ...), longer ones on a clock."""
+    step = next((s for s in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if span / s <= max_ticks),
+                math.ceil(span / max_ticks / 3600) * 3600)
+    label = (lambda t: f"{t:g}s") if span < 60 else format_clock
+    return [(round(100 * i * step / span, 4), label(i * step)) for i in range(int(span // step) + 1)]
 
 
 def format_cost(cost: float | None) -> str:
@@ -134,6 +145,12 @@ def timeline_marks(trace: Trace) -> list[TimelineMark]:
                 )
             )
     return marks
+
+
+def frame_sources(trace: Trace) -> tuple[str, ...]:
+    """The timeline's lanes: the usual sources always, the others where the trace has such frames."""
+    present = {f.source for f in trace.frames()}
+    return SOURCE_ORDER + tuple(s for s in OPTIONAL_SOURCES if s in present)
 
 
 def timeline_span(trace: Trace) -> tuple[float, bool]:
@@ -247,6 +264,12 @@ def node_label(node: Node, trace: Trace | None = None) -> str:
         return f"Overview: {len(node.frames)} frames"
     if node.kind == "thought":
         return "Thought: " + shorten(node.text)
+    if node.kind == "captions":
+        return f"Captions: {len(node.captions)} segments"
+    if node.kind == "judgement":
+        verdicts = " ".join(f"{v.option}:{v.verdict}" for v in node.verdicts)
+        confidence = f"confidence {node.confidence}/3" if node.confidence is not None else ""
+        return "Judgement: " + (" · ".join(p for p in (verdicts, confidence) if p) or shorten(node.text))
     if node.kind == "tool_call":
         label = call_signature(node, max_len=LABEL_MAX_CHARS)
         return label + (" ✗" if node.error else "")
@@ -265,16 +288,19 @@ def node_label(node: Node, trace: Trace | None = None) -> str:
         if answer is None:
             return "Answer"
         chosen = answer.option or "none"
+        forced = " (forced: budget exhausted)" if answer.reason == "budget_exhausted" else ""
         if answer.gold is None:
-            return f"Answer {chosen}"
+            return f"Answer {chosen}{forced}"
         mark = "✓" if answer.correct else "✗"
-        return f"Answer {chosen} (gold {answer.gold}) {mark}"
+        return f"Answer {chosen} (gold {answer.gold}) {mark}{forced}"
     return shorten(node.text or node.kind)
 
 
 __all__ = [
+    "axis_ticks",
     "EVIDENCE_TOLERANCE_S",
     "LABEL_MAX_CHARS",
+    "OPTIONAL_SOURCES",
     "SOURCE_ORDER",
     "StepSummary",
     "TimelineMark",
@@ -283,6 +309,7 @@ __all__ = [
     "format_clock",
     "format_cost",
     "format_seconds",
+    "frame_sources",
     "node_edges",
     "node_frames",
     "node_label",

@@ -1,10 +1,11 @@
 """The run browser: an index of every question in one or more run directories.
 
 ``write_run_browser(run_dirs, out_dir)`` writes ``out_dir/index.html`` (a
-sortable, filterable table of every question per run with a summary per run),
-one trace page per question that has a trace (``traces/<run>/<question>.html``)
-and, where runs share a question (say agent and uniform baseline), a
-side-by-side page (``compare/<question>.html``). Malformed rows and unreadable
+summary per run, and a sortable, filterable table with one row per question
+and a column per run), one trace page per question that has a trace
+(``traces/<run>/<question>.html``) and, where runs share a question (say
+agent and uniform baseline), a side-by-side page (``compare/<question>.html``)
+with every run's frames on one time axis. Malformed rows and unreadable
 traces are listed on the index page; the rest is written regardless.
 """
 
@@ -25,7 +26,9 @@ from agent.trace import Trace
 from eval.benchmarks import Benchmark, get_benchmark
 from eval.results import CONFIG_FILE, RESULTS_FILE, TRACES_DIR, ResultRow, first_error, read_result_rows
 from eval.views.analysis import verdict
+from eval.views.frame_axis import VideoFacts, facts_from_file, facts_from_trace, shared_axis, video_file_of
 from eval.views.html import fill_missing_thumbnails, render_trace_html, template_env, timeline_context
+from eval.views.labels import config_labels, run_labels, trace_labels
 from sleuth.errors import SleuthError
 
 INDEX_FILE = "index.html"
@@ -130,8 +133,8 @@ def _benchmark_of(runs: list[RunData]) -> Benchmark:
     return get_benchmark(names[0])
 
 
-def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, Any]:
-    """One run's headline figures. Like ``sleuth score`` and the report, error rows
+def run_summary(run: RunData, benchmark: Benchmark | None = None, traces: list[Trace] | None = None) -> dict[str, Any]:
+    """One run's headline figures and labels. Like ``sleuth score`` and the report, error rows
     (a missing video, a failed server) are counted apart and left out of the accuracy."""
     benchmark = benchmark or _benchmark_of([run])
     rows = list(run.rows.values())
@@ -149,8 +152,9 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, A
     models = sorted({r.model for r in rows if r.model})
     return {
         "label": run.label,
+        "labels": run_labels(run.config, traces or []),
         "path": str(run.path),
-        "method": ", ".join(methods) or str(run.config.get("method", "")),
+        "method": (", ".join(methods) or str(run.config.get("method", ""))) + _strategy_note(run.config),
         "model": ", ".join(models) or str(run.config.get("model", "")),
         "questions": len(rows),
         "correct": sum(r.correct for r in answered),
@@ -163,6 +167,13 @@ def run_summary(run: RunData, benchmark: Benchmark | None = None) -> dict[str, A
         "unpriced": sum(r.cost_usd is None for r in answered),
         "mean_latency": _mean([r.latency_s for r in answered]),
     }
+
+
+def _strategy_note(config: dict[str, Any]) -> str:
+    """`` (captions)``: the agent strategy a run used, so runs of one method tell apart."""
+    settings = config.get("method_settings") if isinstance(config.get("method_settings"), dict) else {}
+    strategy = settings.get("strategy")
+    return f" ({strategy})" if isinstance(strategy, str) and strategy else ""
 
 
 def pair_summaries(runs: list[RunData]) -> list[dict[str, Any]]:
@@ -205,11 +216,51 @@ def _write(path: Path, text: str) -> None:
         raise SleuthError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
+def _benchmark_for(run: RunData, row: ResultRow) -> Benchmark:
+    """The benchmark a row was run under, with the run's protocol variant (which may pick other frames)."""
+    try:
+        return get_benchmark(row.benchmark, run.config.get("variant") or None)
+    except SleuthError:
+        return get_benchmark(row.benchmark)
+
+
+def _question_flags(cells: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """How the runs that answered one question (error rows left out) fared together."""
+    answered = [c for c in cells if c is not None and c["result"] != "error"]
+    right = [c["row"].correct for c in answered]
+    agent = [c["row"].correct for c in answered if c["row"].method == "agent"]
+    others = [c["row"].correct for c in answered if c["row"].method != "agent"]
+    return {
+        "right": sum(right),
+        "answered": len(answered),
+        "disagree": len(set(right)) > 1,
+        "all_wrong": bool(right) and not any(right),
+        "all_right": bool(right) and all(right),
+        "agent_only": any(agent) and bool(others) and not any(others),
+    }
+
+
+def _video_facts(columns: list[dict[str, Any]]) -> VideoFacts | None:
+    """The question's video frame count and rate: from a trace when one has it, else from the video file,
+    read only when a run without a trace needs it."""
+    for c in columns:
+        facts = facts_from_trace(c["trace"]) if c["trace"] is not None else None
+        if facts:
+            return facts
+    for c in columns:
+        if c["trace"] is None and c["result"] != "error":
+            path = video_file_of(c["row"], c["config"])
+            facts = facts_from_file(path) if path is not None else None
+            if facts:
+                return facts
+    return None
+
+
 def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_video: bool = False) -> Path:
     """Write the run browser for ``run_dirs`` into ``out_dir`` and return the index page's path.
 
-    ``thumbnails_from_video`` decodes missing thumbnails from each trace's
-    video when the file is reachable (slow on a full benchmark run).
+    ``thumbnails_from_video`` decodes missing thumbnails (and search hits' thumbnails) from each
+    trace's video when the file is reachable (slow on a full benchmark run).
     """
     if not run_dirs:
         raise SleuthError("no run directories given")
@@ -218,18 +269,17 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
     problems = [p for run in runs for p in run.problems]
 
     question_ids = sorted({q for run in runs for q in run.rows}, key=_natural_key)
-    runs_per_question = {q: [run for run in runs if q in run.rows] for q in question_ids}
     env = template_env()
     compare_template = env.get_template("browser.html.j2")
     benchmark = _benchmark_of(runs)
     browsed = [g for g in benchmark.groupings if g.browse]
+    run_traces: dict[str, list[Trace]] = {run.label: [] for run in runs}
 
-    entries: list[dict[str, Any]] = []
+    questions: list[dict[str, Any]] = []
     for qid in question_ids:
-        present = runs_per_question[qid]
+        present = [run for run in runs if qid in run.rows]
         compare_rel = f"{COMPARE_DIR}/{safe_name(qid)}.html" if len(present) > 1 else None
-        outcomes = {run.rows[qid].correct for run in present}
-        columns = []
+        cells: dict[str, dict[str, Any]] = {}
         for run in present:
             row = run.rows[qid]
             trace_rel, trace_problem, trace = None, None, None
@@ -241,6 +291,7 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
                     trace_problem = str(exc)
                     problems.append(f"{run.label} / {qid}: {exc}")
             if trace is not None:
+                run_traces[run.label].append(trace)
                 trace_rel = f"{TRACE_PAGES_DIR}/{safe_name(run.label)}/{safe_name(qid)}.html"
                 note = None
                 if thumbnails_from_video:
@@ -249,67 +300,82 @@ def write_run_browser(run_dirs: list[Path], out_dir: Path, *, thumbnails_from_vi
                     out_dir / trace_rel,
                     render_trace_html(trace, back_link=f"../../{INDEX_FILE}", back_label="run index", note=note),
                 )
-            entry = {
-                "qid": qid,
+            cells[run.label] = {
                 "run": run.label,
                 "row": row,
-                "groups": benchmark.groups_of_row(row),
+                "config": run.config,
                 "result": _result_word(row),
+                "trace": trace,
                 "trace_href": trace_rel,
                 "trace_problem": trace_problem,
-                "compare_href": compare_rel,
-                "disagree": len(outcomes) > 1,
+                "labels": trace_labels(trace) if trace is not None else [],
                 "tokens": row.prompt_tokens + row.completion_tokens,
             }
-            entries.append(entry)
-            columns.append(
-                {
-                    **entry,
-                    "timeline": timeline_context(trace) if trace is not None else None,
-                    "verdict": verdict(trace) if trace is not None else None,
-                    "rationale": trace.answer.rationale if trace is not None and trace.answer else "",
-                    "steps": trace.totals.steps if trace is not None else None,
-                }
-            )
+        ordered = [cells.get(run.label) for run in runs]
+        first = present[0].rows[qid]
+        question = {
+            "qid": qid,
+            "row": first,
+            "groups": benchmark.groups_of_row(first),
+            "cells": ordered,
+            "compare_href": compare_rel,
+            **_question_flags(ordered),
+        }
+        questions.append(question)
         if compare_rel:
-            first = present[0].rows[qid]
+            columns = [c for c in ordered if c is not None]
+            for c in columns:
+                c.update(
+                    timeline=timeline_context(c["trace"]) if c["trace"] is not None else None,
+                    verdict=verdict(c["trace"]) if c["trace"] is not None else None,
+                    rationale=c["trace"].answer.rationale if c["trace"] is not None and c["trace"].answer else "",
+                    steps=c["trace"].totals.steps if c["trace"] is not None else None,
+                )
+            axis = shared_axis(
+                columns, _video_facts(columns),
+                lambda c: _benchmark_for(next(r for r in runs if r.label == c["run"]), c["row"]),
+            )
             _write(
                 out_dir / compare_rel,
                 compare_template.render(
                     page="compare",
                     title=f"{qid} · side by side",
                     qid=qid,
-                    question=next((r.rows[qid].question for r in present if r.rows[qid].question), ""),
-                    options=next((r.rows[qid].options for r in present if r.rows[qid].options), []),
+                    question=next((c["row"].question for c in columns if c["row"].question), ""),
+                    options=next((c["row"].options for c in columns if c["row"].options), []),
                     gold=first.gold,
                     columns=columns,
-                    disagree=len(outcomes) > 1,
+                    axis=axis,
+                    disagree=question["disagree"],
+                    run_labels={run.label: config_labels(run.config) for run in present},
                 ),
             )
 
+    summaries = [run_summary(run, benchmark, run_traces[run.label]) for run in runs]
     index = out_dir / INDEX_FILE
     _write(
         index,
         compare_template.render(
             page="index",
             title="sleuth runs · " + ", ".join(run.label for run in runs),
-            runs=[run_summary(run, benchmark) for run in runs],
-            headline=[name for name, _ in run_summary(runs[0], benchmark)["headline"]],
+            runs=summaries,
+            headline=[name for name, _ in summaries[0]["headline"]],
             pairs=pair_summaries(runs),
-            entries=entries,
+            questions=questions,
             problems=problems,
-            groupings=[_browse_column(g, entries) for g in browsed],
-            methods=sorted({e["row"].method for e in entries}),
+            groupings=[_browse_column(g, questions) for g in browsed],
+            has_agent=any(r.method == "agent" for run in runs for r in run.rows.values()),
+            has_other=any(r.method != "agent" for run in runs for r in run.rows.values()),
         ),
     )
     return index
 
 
-def _browse_column(grouping: Any, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _browse_column(grouping: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     """A grouping as the question table shows it: its values, and the data attribute that carries it."""
     dashed = grouping.key.replace("_", "-")
     camel = re.sub(r"-(\w)", lambda m: m.group(1).upper(), dashed)  # how the page's script reads data-<dashed>
-    values = sorted({e["groups"].get(grouping.key, "") for e in entries} - {""})
+    values = sorted({q["groups"].get(grouping.key, "") for q in questions} - {""})
     return {"key": grouping.key, "title": grouping.title or grouping.key, "attr": dashed, "dataset": camel,
             "values": values}
 

@@ -17,6 +17,8 @@ from eval.views.analysis import node_label, shorten
 _KIND_STYLE = {  # DOT shape, fill colour
     "question": ("box", "#e2e8f0"),
     "overview": ("box", "#f1f5f9"),
+    "captions": ("box", "#ccfbf1"),
+    "judgement": ("box", "#cffafe"),
     "thought": ("note", "#fef9c3"),
     "tool_call": ("box", "#dbeafe"),
     "observation": ("box", "#dcfce7"),

@@ -15,7 +15,6 @@ as evidence.
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,12 @@ import jinja2
 
 from agent.trace import Trace
 from eval.views.analysis import (
-    SOURCE_ORDER,
+    axis_ticks,
     call_signature,
     format_clock,
     format_cost,
     format_seconds,
+    frame_sources,
     node_edges,
     node_frames,
     parse_option,
@@ -40,6 +40,9 @@ from eval.views.analysis import (
     verdict,
 )
 from eval.views.export import to_dot, to_mermaid
+from eval.views import graph as graph_module
+from eval.views.graph import frame_label, graph_layout
+from eval.views.labels import trace_labels
 from sleuth.errors import SleuthError
 
 THUMB_MAX_SIDE = 160
@@ -56,31 +59,34 @@ def _is_inline_image(url: str | None) -> bool:
 def fill_missing_thumbnails(trace: Trace, video_path: Path | None = None) -> tuple[Trace, str | None]:
     """Return a copy of ``trace`` with thumbnails decoded from the video for frames that lack one.
 
-    The second value explains why no thumbnails could be added (no video,
-    unreadable video, video tools unavailable), or is None.
+    Search hits that were only listed to the model get one too, so a reader
+    sees what the search offered (the page marks them as not shown to the
+    model). The second value explains why no thumbnails could be added (no
+    video, unreadable video, video tools unavailable), or is None.
     """
-    missing = sorted({f.t for f in trace.frames() if f.shown and not _is_inline_image(f.thumb)})
+    missing = sorted({f.t for f in trace.frames() if not _is_inline_image(f.thumb)})
     if not missing:
         return trace, None
     path = Path(video_path) if video_path else Path(trace.video)
+    placeholders = "frames shown as placeholders, search hits as timestamps"
     if not path.is_file():
-        return trace, f"video {path} not found; frames shown as placeholders"
+        return trace, f"video {path} not found; {placeholders}"
     try:
         from tools.video import open_video
     except ImportError:
-        return trace, "video reading unavailable; frames shown as placeholders"
+        return trace, f"video reading unavailable; {placeholders}"
     try:
         with open_video(path) as video:
             indices = [int(i) for i in video.nearest_indices(missing)]
             decoded = {frame.index: frame for frame in video.read(indices).frames}
     except SleuthError as exc:
-        return trace, f"{exc}; frames shown as placeholders"
+        return trace, f"{exc}; {placeholders}"
     # Frames that failed to decode stay placeholders; the rest get thumbnails.
     thumbs = {t: _jpeg_data_url(decoded[i].image) for t, i in zip(missing, indices) if i in decoded}
     copy = trace.model_copy(deep=True)
     for node in copy.nodes:
         for frame in node.frames:
-            if frame.shown and not _is_inline_image(frame.thumb) and frame.t in thumbs:
+            if not _is_inline_image(frame.thumb) and frame.t in thumbs:
                 frame.thumb = thumbs[frame.t]
     return copy, None
 
@@ -94,29 +100,20 @@ def _jpeg_data_url(image: Any) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def _nice_tick_step(span: float, max_ticks: int = 10) -> float:
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
-        if span / step <= max_ticks:
-            return step
-    return math.ceil(span / max_ticks / 3600) * 3600
-
-
 def timeline_context(trace: Trace) -> dict[str, Any]:
     """Everything the timeline macro needs (shared with the run browser's side-by-side page)."""
     span, known = timeline_span(trace)
     marks = timeline_marks(trace)
-    step = _nice_tick_step(span)
-    # Short videos get second labels (0.5s, 1s ...), longer ones a clock (1:30).
-    label = (lambda t: f"{t:g}s") if span < 60 else format_clock
-    ticks = [(round(100 * i * step / span, 4), label(i * step)) for i in range(int(span // step) + 1)]
+    sources = frame_sources(trace)
+    ticks = axis_ticks(span)
     cited = trace.answer.evidence if trace.answer else []
     unseen = set(unseen_evidence(trace))
     return {
         "span": span,
         "duration_known": known,
         "marks": marks,
-        "sources": SOURCE_ORDER,
-        "counts": {s: sum(1 for m in marks if m.source == s) for s in SOURCE_ORDER},
+        "sources": sources,
+        "counts": {s: sum(1 for m in marks if m.source == s) for s in sources},
         "ticks": ticks,
         "cited": [
             {"t": c, "pct": max(0.0, min(100.0, 100 * c / span)), "seen": c not in unseen} for c in cited
@@ -141,11 +138,14 @@ def template_env() -> jinja2.Environment:
         thousands=lambda n: f"{n:,}",
         pretty_json=lambda v: json.dumps(v, indent=2, ensure_ascii=False),
     )
+    env.tests["inline_image"] = _is_inline_image
     env.globals.update(
         parse_option=parse_option,
         call_signature=call_signature,
         text_repeats_arguments=text_repeats_arguments,
         is_inline_image=_is_inline_image,
+        frame_label=frame_label,
+        gsize={name.lower(): getattr(graph_module, name) for name in ("NODE_W", "NODE_H", "THUMB_W", "THUMB_H", "LANE_H", "PAD")},
     )
     return env
 
@@ -165,6 +165,10 @@ def render_trace_html(
         trace=trace,
         title=f"{trace.question_id} · sleuth trace",
         tl=timeline,
+        labels=trace_labels(trace),
+        # cited moments no model was shown: as recorded by the run, and as the frames in the trace say
+        unseen=set(unseen_evidence(trace)) | set(trace.answer.unseen_evidence if trace.answer else []),
+        graph=graph_layout(trace, timeline["sources"], timeline["ticks"]),
         steps=step_summaries(trace),
         node_edges=node_edges(trace),
         evidence_by_node=evidence_by_node,

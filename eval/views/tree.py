@@ -26,14 +26,18 @@ from eval.views.analysis import (
     unseen_evidence,
     verdict,
 )
+from eval.views.labels import trace_labels
 
-SOURCE_STYLE = {"overview": "grey62", "search": "dark_orange", "view": "dodger_blue1", "resample": "medium_purple1"}
+SOURCE_STYLE = {"overview": "grey62", "search": "dark_orange", "view": "dodger_blue1", "resample": "medium_purple1",
+                "caption": "dark_cyan"}
 KIND_STYLE = {
     "question": "bold",
     "overview": "grey62",
     "thought": "yellow",
     "tool_call": "bold cyan",
     "observation": "green",
+    "captions": "dark_cyan",
+    "judgement": "cyan",
     "answer": "bold magenta",
 }
 OBSERVATION_PREVIEW_CHARS = 240
@@ -107,16 +111,36 @@ def _node_text(trace: Trace, node: Node) -> Text:
     elif node.kind == "answer":
         answer = trace.answer
         head.append(f"  {answer.option or 'no option'}" if answer else "", style="bold")
+        if answer is not None and answer.reason == "budget_exhausted":
+            head.append("  forced", style="bold yellow")
+    elif node.kind == "judgement" and node.confidence is not None:
+        head.append(f"  confidence {node.confidence}/3", style="cyan")
     head.append_text(_node_usage(node))
     head.append_text(_edge_notes(trace, node))
-    if node.kind == "thought" and node.text:
+    if node.kind in ("thought", "judgement", "captions") and node.text:
         head.append("\n" + node.text, style="italic")
     elif node.kind == "observation" and node.text and not (node.error and node.error in node.text):
         preview = node.text if len(node.text) <= OBSERVATION_PREVIEW_CHARS else node.text[:OBSERVATION_PREVIEW_CHARS] + "…"
         head.append("\n" + preview)
+    for caption in node.captions:
+        head.append(f"\n{format_seconds(caption.start)}–{format_seconds(caption.end)}  ", style="bold")
+        head.append(caption.text + ("  (cached)" if caption.cached else ""))
+    for v in node.verdicts:
+        head.append_text(_verdict_line(v))
     if node.error:
         head.append("\n⚠ " + node.error, style="bold red")
     return head
+
+
+def _verdict_line(v: Any) -> Text:
+    """``C supported (31.0s, 35.0s): note`` on a line of its own."""
+    line = Text(f"\n{v.option} ", style="bold")
+    line.append(v.verdict, style={"supported": "green", "refuted": "red"}.get(v.verdict, "grey62"))
+    if v.times:
+        line.append(" (" + ", ".join(format_seconds(t) for t in v.times) + ")", style="red")
+    if v.note:
+        line.append(": " + v.note)
+    return line
 
 
 def trace_tree(trace: Trace) -> Tree:
@@ -129,7 +153,7 @@ def trace_tree(trace: Trace) -> Tree:
         meta += f" ({format_clock(trace.duration_s)})"
     meta += "".join(f" · {role} {name}" for role, name in trace.models.items())
     title.append(meta, style="dim")
-    for label in trace.labels:
+    for label in trace_labels(trace):
         title.append(f" [{label}]", style="bold yellow")
     tree = Tree(title, guide_style="grey50")
 
@@ -171,6 +195,10 @@ def trace_tree(trace: Trace) -> Tree:
     result.append(outcome_words, style={"correct": "bold green", "wrong": "bold red"}.get(outcome_class, "bold"))
     if answer is not None:
         result.append(f"  chose {answer.option or '—'}, gold {answer.gold or '?'}")
+        if answer.reason == "budget_exhausted":
+            result.append("  forced: budget exhausted", style="bold yellow")
+        if answer.confidence is not None:
+            result.append(f"  confidence {answer.confidence}/3", style="cyan")
         if answer.evidence:
             result.append("  cites " + ", ".join(format_seconds(t) for t in answer.evidence), style="red")
         missing = unseen_evidence(trace)
@@ -181,6 +209,8 @@ def trace_tree(trace: Trace) -> Tree:
     answer_branch = tree.add(result)
     if answer is not None and answer.rationale:
         answer_branch.add(Text(answer.rationale, style="italic"))
+    for v in answer.verdicts if answer is not None else []:
+        answer_branch.add(_verdict_line(v)[1:])
 
     totals = trace.totals
     tree.add(
@@ -226,6 +256,9 @@ def trace_outline(trace: Trace) -> dict[str, Any]:
                     "tokens": node.tokens.model_dump() if node.tokens else None,
                     "latency_s": node.latency_s,
                     "cost_usd": node.cost_usd,
+                    "verdicts": [v.model_dump() for v in node.verdicts],
+                    "confidence": node.confidence,
+                    "captions": [c.model_dump() for c in node.captions],
                 }
             )
         steps.append(
@@ -249,7 +282,7 @@ def trace_outline(trace: Trace) -> dict[str, Any]:
         "steps": steps,
         "edges": [e.model_dump() for e in trace.edges if e.kind != "next"],
         "totals": trace.totals.model_dump(),
-        "labels": trace.labels,
+        "labels": trace_labels(trace),
     }
 
 
