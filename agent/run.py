@@ -93,7 +93,7 @@ def solve(
             settings=_settings(config, searcher, handle),
             models=_models(backend, perception_backend, searcher, config),
             prompts=prompt_hashes(list(chosen.prompt_names)),
-            labels=_labels(labels, searcher),
+            labels=_labels(labels, searcher, backend, config),
         )
         recorder = TraceRecorder(trace)
         toolbox = chosen.toolbox_class(
@@ -165,8 +165,14 @@ def _models(planner: Backend, perception: Backend | None, searcher: Any, config:
     return models
 
 
-def _labels(labels: list[str] | None, searcher: Any) -> list[str]:
+# an in-process model that cannot read images (the offline SmolLM2 planner) planning without a perception model
+BLIND_PLANNER_LABEL = "planner sees no images"
+
+
+def _labels(labels: list[str] | None, searcher: Any, backend: Backend, config: AgentConfig) -> list[str]:
     result = list(labels or [])
     if searcher_uses_random_weights(searcher) and "random-weights" not in result:
         result.append("random-weights")
+    if config.perception == "direct" and getattr(backend, "vision", True) is False and BLIND_PLANNER_LABEL not in result:
+        result.append(BLIND_PLANNER_LABEL)
     return result

@@ -59,6 +59,7 @@ class ResultRow(BaseModel):
     latency_s: float = 0.0
     trace: str | None = None  # path relative to the run directory
     unseen_evidence: int = 0  # cited moments no model was shown (an agent's answer resting on frames it never saw)
+    answer_reason: str | None = None  # agents: "answered", or "budget_exhausted" when a budget forced the answer
 
 
 def first_error(exc: ValidationError) -> str:
@@ -124,3 +125,4 @@ class ScoredItem(BaseModel):
     cost_usd: float | None = None
     latency_s: float | None = None
     unseen_evidence: int = 0  # cited moments no model was shown
+    forced: bool = False  # a budget ran out and the answer was forced

@@ -341,6 +341,7 @@ def ok_row(
         trace=trace_path,
         unseen_evidence=outcome.unseen_evidence,
         pixels=outcome.pixels,
+        answer_reason=outcome.answer_reason,
         **benchmark.official_fields(model, outcome.raw_response, outcome.prediction),
     )
 

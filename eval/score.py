@@ -102,6 +102,7 @@ class Scorecard(BaseModel):
     corrupt_lines: list[str] = Field(default_factory=list)  # results-file lines that could not be read, skipped
     flags: dict[str, int] = Field(default_factory=dict)  # flag -> scored questions carrying it (all kept in n)
     unseen_evidence: int = 0  # answers citing a moment no model was shown
+    forced_answers: int = 0  # answers forced when a budget ran out (agents)
 
     def data_notes(self) -> list[DataNote]:
         """One sentence per data problem behind these scores, with the lines it concerns."""
@@ -122,6 +123,9 @@ class Scorecard(BaseModel):
             n = self.unseen_evidence
             notes.append(DataNote(
                 f"{_count(n, 'answer')} cite{'s' if n == 1 else ''} moments no model was shown (see their traces)", []))
+        if self.forced_answers:
+            n = self.forced_answers
+            notes.append(DataNote(f"{_count(n, 'answer')} {_were(n)} forced when a budget ran out (scored as given)", []))
         for flag, n in self.flags.items():
             if flag == GOLD_NOT_IN_OPTIONS:
                 whose = "1 question's gold answer is not among its options" if n == 1 else (
@@ -202,6 +206,7 @@ def _items_from_rows(rows: Iterable[ResultRow], variant: str | None = None) -> l
                 cost_usd=row.cost_usd if ok else None,
                 latency_s=row.latency_s if ok else None,
                 unseen_evidence=row.unseen_evidence if ok else 0,
+                forced=ok and row.answer_reason == "budget_exhausted",
             )
         )
     return items
@@ -408,6 +413,7 @@ def score_items(items: list[ScoredItem], *, source: str = "", facts: dict[str, A
         corrupt_lines=list(facts.get("corrupt", [])),
         flags=dict(sorted(Counter(flag for i in ok for flag in set(i.flags)).items())),
         unseen_evidence=sum(1 for i in ok if i.unseen_evidence),
+        forced_answers=sum(1 for i in ok if i.forced),
     )
 
 

@@ -400,3 +400,16 @@ def test_contact_sheet_overview_tiles_frames_and_counts_each(fake_openai, planne
     assert trace.totals.frames_shown == 8  # eight frames seen, in two images
     (overview,) = [n for n in trace.nodes if n.kind == "overview"]
     assert len(overview.frames) == 8 and "contact sheets of 4" in overview.text
+
+
+def test_a_planner_that_cannot_read_images_is_labelled(fake_openai, planner, synthetic_video, random_searcher):
+    class TextOnly:  # a backend whose model reads text only (as the offline SmolLM2 planner)
+        vision = False
+        model = "text-only"
+
+        def chat(self, messages, tools=None, settings=None):
+            return planner.chat(messages, tools=tools, settings=settings)
+
+    fake_openai.responder = lambda body: ToolCalls([Call("answer", {"option": "A", "rationale": "r", "evidence": []})])
+    assert "planner sees no images" in run(synthetic_video, TextOnly(), random_searcher).labels
+    assert "planner sees no images" not in run(synthetic_video, planner, random_searcher).labels

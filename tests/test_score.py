@@ -270,3 +270,16 @@ def test_answers_citing_unseen_moments_are_counted(tmp_path):
     card = score_file(path)
     assert card.unseen_evidence == 2  # two answers, whatever the number of moments each cites
     assert [note.text for note in card.data_notes()] == ["2 answers cite moments no model was shown (see their traces)"]
+
+
+def test_forced_answers_are_counted_and_still_scored(tmp_path):
+    path = tmp_path / "results.jsonl"
+    reasons = ("answered", "budget_exhausted", None, "budget_exhausted")
+    rows = [ResultRow(question_id=f"q{i}", video="v.mp4", method="agent", gold="A", prediction="A", correct=True,
+                      answer_reason=reason) for i, reason in enumerate(reasons)]
+    rows.append(ResultRow(question_id="q9", video="v.mp4", method="agent", gold="A", status="error",
+                          error="server down", answer_reason="budget_exhausted"))  # an error row is not an answer
+    path.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    card = score_file(path)
+    assert card.forced_answers == 2 and card.overall.n == 4 and card.overall.accuracy == 1.0
+    assert "2 answers were forced when a budget ran out (scored as given)" in [n.text for n in card.data_notes()]

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from agent.trace import Trace
+from eval.views.html import render_trace_html
 from tests.cli_helpers import assert_resumes_with_nothing_to_do, mmrv_dataset, run_cli
 from tests.fake_openai import Call, Text, ToolCalls
 
@@ -36,12 +37,15 @@ def mmrv(tmp_path, synthetic_video):
     return mmrv_dataset(tmp_path, synthetic_video, 2)
 
 
-@pytest.mark.parametrize("strategy, own_step", [
-    ("planner", lambda t: [v.option for n in t.nodes for v in n.verdicts] == ["A"]),
-    ("captions", lambda t: [len(n.captions) for n in t.nodes if n.kind == "captions"] == [2]),
-    ("confidence", lambda t: [n.confidence for n in t.nodes if n.kind == "judgement"] == [2, 3]),
+@pytest.mark.parametrize("strategy, own_step, on_page", [
+    ("planner", lambda t: [v.option for n in t.nodes for v in n.verdicts] == ["A"],
+     ['data-option="A" data-verdict="refuted"']),
+    ("captions", lambda t: [len(n.captions) for n in t.nodes if n.kind == "captions"] == [2],
+     ['<ol class="captions">', "a person walks through a bright room"]),
+    ("confidence", lambda t: [n.confidence for n in t.nodes if n.kind == "judgement"] == [2, 3],
+     ['data-confidence="2"', 'data-confidence="3"']),
 ])
-def test_each_strategy_runs_end_to_end_and_resumes(strategy, own_step, mmrv, fake_openai, tiny_clip_model, tmp_path,
+def test_each_strategy_runs_end_to_end_and_resumes(strategy, own_step, on_page, mmrv, fake_openai, tiny_clip_model, tmp_path,
                                                     capsys):
     data, videos = mmrv
     fake_openai.responder = scripted
@@ -62,6 +66,8 @@ def test_each_strategy_runs_end_to_end_and_resumes(strategy, own_step, mmrv, fak
         trace = Trace.load(out / row["trace"])
         assert own_step(trace), [n.kind for n in trace.nodes]
         assert trace.settings["agent"]["caption_segments"] == 2
+        page = render_trace_html(trace)  # the trace page renders the strategy's own steps
+        assert all(marker in page for marker in on_page), strategy
     assert_resumes_with_nothing_to_do(args, capsys, fake_openai)
 
 

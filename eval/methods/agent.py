@@ -70,6 +70,7 @@ class AgentMethod:
             raw_response=_answer_text(trace),
             frames=trace.totals.frames_shown,
             pixels=trace.totals.pixels_shown,
+            answer_reason=answer.reason if answer is not None else None,
             prompt_tokens=trace.totals.tokens.prompt,
             completion_tokens=trace.totals.tokens.completion,
             cost_usd=trace.totals.cost_usd,

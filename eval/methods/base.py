@@ -41,6 +41,7 @@ class MethodOutcome:
     trace: "Trace | None" = None
     unseen_evidence: int = 0  # cited moments no model was shown (agents)
     pixels: int = 0  # width x height summed over the images sent to a model
+    answer_reason: str | None = None  # agents: how the answer came (answered, budget_exhausted, ...)
 
 
 class MethodFailure(SleuthError):
