@@ -34,6 +34,10 @@ class AgentConfig(BaseModel):
         8, ge=1, description="tool calls run per planning step; further calls in the same reply are not run"
     )
     search_k: int = Field(8, ge=1, description="default number of hits for search_frames")
+    prefetch_hits: int = Field(
+        4, ge=0, description="best search hits decoded in the background while the model reads the search "
+        "result (speed only: what the model sees is unchanged; needs a run's frame store)"
+    )
     min_gap_s: float = Field(2.0, ge=0, description="temporal non-maximum suppression gap for search hits")
     resample_n: int = Field(8, ge=1, description="default number of frames for resample_clip")
     image_max_side: int | None = Field(

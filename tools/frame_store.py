@@ -49,6 +49,11 @@ class FrameCache:
             self.hits += 1
             return frame
 
+    def contains(self, video: str, index: int) -> bool:
+        """Whether the frame is cached (not counted as a hit or a miss)."""
+        with self._lock:
+            return (video, index) in self._frames
+
     def put(self, video: str, frame: Frame) -> None:
         size = frame.image.nbytes
         if size > self.max_bytes:

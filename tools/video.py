@@ -307,6 +307,7 @@ class Video:
         self._impl = impl
         self._allow_fallback = allow_fallback
         self._lock = threading.RLock()  # readers are not thread-safe
+        self._closed = False
         self._scan: SequentialScan | None | bool = None  # False: the file cannot be scanned
         self._refresh_meta()
 
@@ -343,6 +344,7 @@ class Video:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._impl is not None:
                 self._impl.close()
             for helper in self._helpers:
@@ -479,6 +481,34 @@ class Video:
             raise DecodeError(f"none of {len(unique)} requested frames could be decoded ({reason}): {self.path}")
         frames = [got[i] for i in indices if i in got]
         return FrameBatch(frames=frames, skipped=sorted(skipped.items()))
+
+    def prefetch(self, indices: Sequence[int]) -> threading.Thread | None:
+        """Decode these frames into the frame cache in the background, one at a time in the order given,
+        while the caller waits on something else (a model reading search hits it may then ask to see).
+
+        Speculative and harmless: each frame takes the reader's lock on its own, so a real read waits for
+        at most one frame; a frame already cached is skipped; a failure ends the prefetch quietly (a real
+        read of that frame reports it). Nothing happens without a frame cache to keep the frames in."""
+        cache, key = self.frame_cache, str(self.path)
+        if cache is None:
+            return None
+        wanted = [i for i in dict.fromkeys(int(i) for i in indices) if 0 <= i < self.meta.n_frames]
+
+        def work() -> None:
+            for index in wanted:
+                with self._lock:
+                    if self._closed:
+                        return
+                    if cache.contains(key, index):
+                        continue
+                    try:
+                        self.read([index])
+                    except Exception:  # noqa: BLE001 (speculative: the real read reports what went wrong)
+                        return
+
+        thread = threading.Thread(target=work, name="sleuth-prefetch", daemon=True)
+        thread.start()
+        return thread
 
     def _read_in_parallel(self, indices: list[int]) -> dict[int, Frame]:
         """Decode scattered frames with several decord readers at once (bit-identical: the same decoder
