@@ -419,6 +419,14 @@ def select_pending(
     return by_video(pending)
 
 
+def _quietly(prefetch: Callable[[Question], Any], question: Question) -> None:
+    """Run a speculative prefetch; whatever goes wrong is the question's own run to report."""
+    try:
+        prefetch(question)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def by_video(questions: list[Question]) -> list[Question]:
     """The questions with those on the same video next to each other (videos in order of first
     appearance, questions in dataset order within each), so that a video's frames are decoded once
@@ -584,6 +592,7 @@ class _Run:
         self.not_run = 0
         self._streak_kind: str | None = None
         self._streak = 0
+        self._prefetched: set[str] = set()  # videos whose frames a method was asked to decode ahead
 
     # -- worker side
 
@@ -642,6 +651,7 @@ class _Run:
                 slot = _Slot(queue_.pop(), _deadline.Deadline(self.question_timeout))
                 in_flight[id(slot)] = slot
                 threading.Thread(target=self.work, args=(slot,), daemon=True, name="sleuth-question").start()
+                self._prefetch_next_video(slot.question, queue_)
             if not in_flight or self.interrupts > 1:
                 break
             try:
@@ -659,6 +669,20 @@ class _Run:
         self.not_run += len(queue_) + len(in_flight)  # += : keeps those given up by _enforce_grace
         for slot in in_flight.values():  # the second Ctrl-C: leave them, their threads end with the process
             slot.deadline.cancel()
+
+    def _prefetch_next_video(self, started: Question, queue_: list[Question]) -> None:
+        """Questions come video by video: while this video's questions wait on the model, a method that can
+        (``prefetch(question)``) decodes the next video's frames. Once per video; never fails the run."""
+        prefetch = getattr(self.method, "prefetch", None)
+        if prefetch is None:
+            return
+        for upcoming in reversed(queue_[-64:]):  # the next questions to start, in order
+            if upcoming.video != started.video:
+                if upcoming.video not in self._prefetched:
+                    self._prefetched.add(upcoming.video)
+                    threading.Thread(target=_quietly, args=(prefetch, upcoming), daemon=True,
+                                     name="sleuth-prefetch").start()
+                return
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:

@@ -143,3 +143,53 @@ def test_search_hits_are_prefetched_for_the_view_that_usually_follows(synthetic_
             before = store.cache.stats()["misses"]
             toolbox.call(ToolCall(id="2", name="view_frames", arguments={"timestamps": best}), frames_left=8)
             assert store.cache.stats()["misses"] - before == expected_misses, prefetch
+
+
+def test_the_runner_decodes_the_next_videos_frames_while_this_ones_questions_run(synthetic_video, tmp_path):
+    """Uniform questions on two videos: the second video's frames are prefetched once, while the first
+    video's questions run, and its questions then decode nothing (every frame a cache hit)."""
+    import os
+
+    from eval.runner import run_evaluation
+
+    second = tmp_path / "second.mp4"
+    os.symlink(synthetic_video, second)
+    questions = [Question(question_id=f"{video.stem}-{i}", video=video.name, video_path=video, question="?",
+                          options=["(A) a", "(B) b"], letters=["A", "B"], answer="A")
+                 for video in (synthetic_video, second) for i in range(2)]
+
+    class Slow:
+        model = "m"
+
+        def chat(self, messages, settings=None, tools=None):
+            import time
+
+            from agent.backends.base import Reply, Usage
+            time.sleep(0.3)  # the model's time, when the next video's frames are decoded
+            return Reply(text="[[A]]", usage=Usage())
+
+    method = UniformMethod(MMRV(), backend=Slow(), frames=6)
+    calls = []
+    original = method.prefetch
+    method.prefetch = lambda question: (calls.append(question.video), original(question))
+    summary = run_evaluation(questions, method, tmp_path / "run", progress=False, handle_signals=False,
+                             benchmark=MMRV())
+    assert summary.ok == 4 and calls == ["second.mp4"]
+    stats = method.frame_store.cache.stats()
+    # 6 frames of each file decoded once: the first video's by its first question, the second's ahead of time
+    assert stats["frames"] == 12 and stats["hits"] == 3 * 6
+
+
+@pytest.mark.parametrize("strategy, expected", [("planner", [0, 13, 26, 39]), ("captions", [])])
+def test_the_agent_prefetches_what_its_strategy_reads_first(strategy, expected, synthetic_video, random_searcher):
+    from agent.config import AgentConfig
+    from eval.methods.agent import AgentMethod
+
+    store = FrameStore()
+    method = AgentMethod(None, random_searcher, config=AgentConfig(overview_frames=4, max_frames=16),
+                         strategy=strategy, frame_store=store)
+    question = Question(question_id="q", video=synthetic_video.name, video_path=synthetic_video, question="?",
+                        options=["(A) a"], letters=["A"], answer="A")
+    method.prefetch(question)
+    with store.video(synthetic_video) as video:
+        assert sorted(i for i in range(video.meta.n_frames) if store.cache.contains(str(video.path), i)) == expected

@@ -17,7 +17,9 @@ background while the model reads them (``prefetch_hits``; the stage figures
 then include decoding done in the background, while the model was busy).
 The frame index is built before timing (a warm cache, as on any run after
 the first). ``--concurrency`` adds throughput runs against the server's
-capacity, ``concurrency / (requests per question x delay)`` questions/s.
+capacity, ``concurrency / (requests per question x delay)`` questions/s; at
+concurrency 1 also without the next video's frames decoded ahead (the runner
+asks a method to ``prefetch`` them while this video's questions run).
 
 Videos: the bundled clip and a 5-minute 720p synthetic clip (``--minutes``;
 made once by ``tools.synthetic_footage`` and cached).
@@ -217,15 +219,19 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
             # two rounds of every video's questions, each its own question: enough to keep every worker busy
             questions = [q.model_copy(update={"question_id": f"{q.question_id}-r{r}"})
                          for r in range(2) for q in _questions(videos)]
-            for k in concurrency:
+            # at concurrency 1 also without the next video's frames decoded ahead, side by side
+            for k, ahead in [(1, False)] * (1 in concurrency) + [(k, True) for k in concurrency]:
+                chosen = method(kind, FrameStore())
+                if not ahead:
+                    chosen.prefetch = None  # the runner then decodes each video when its first question starts
                 with tempfile.TemporaryDirectory() as out:
                     started = time.perf_counter()
-                    summary = run_evaluation(questions, method(kind, FrameStore()), out, progress=False,
+                    summary = run_evaluation(questions, chosen, out, progress=False,
                                              model="fake-model", concurrency=k, handle_signals=False, benchmark=MMRV())
                     wall = time.perf_counter() - started
                 capacity = k / (requests_per_question[kind] * delay)
                 results["runs"].append(row := {
-                    "method": kind, "concurrency": k, "questions": summary.ran,
+                    "method": kind, "concurrency": k, "next_video_ahead": ahead, "questions": summary.ran,
                     "questions_per_s": round(summary.ran / wall, 3), "capacity_per_s": round(capacity, 3),
                     "share_of_capacity": round(summary.ran / wall / capacity, 3),
                 })
@@ -254,11 +260,12 @@ def main(
     for column in ("video", "method", "frames", "wall s", "model s", "overhead s", "overhead %", *STAGES, "other"):
         table.add_column(column, justify="right")
     throughput = Table(title="throughput")
-    for column in ("method", "concurrency", "questions/s", "capacity/s", "share"):
+    for column in ("method", "concurrency", "next video ahead", "questions/s", "capacity/s", "share"):
         throughput.add_column(column, justify="right")
     for row in results["runs"]:
         if "concurrency" in row:
-            throughput.add_row(row["method"], str(row["concurrency"]), f"{row['questions_per_s']:.2f}",
+            throughput.add_row(row["method"], str(row["concurrency"]), "yes" if row["next_video_ahead"] else "no",
+                               f"{row['questions_per_s']:.2f}",
                                f"{row['capacity_per_s']:.2f}", f"{row['share_of_capacity']:.2f}")
             continue
         stages = row["stages_s"]

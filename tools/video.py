@@ -482,27 +482,30 @@ class Video:
         frames = [got[i] for i in indices if i in got]
         return FrameBatch(frames=frames, skipped=sorted(skipped.items()))
 
-    def prefetch(self, indices: Sequence[int]) -> threading.Thread | None:
-        """Decode these frames into the frame cache in the background, one at a time in the order given,
-        while the caller waits on something else (a model reading search hits it may then ask to see).
+    def prefetch(self, indices: Sequence[int], *, together: bool = False) -> threading.Thread | None:
+        """Decode these frames into the frame cache in the background, while the caller waits on something
+        else (a model reading search hits it may then ask to see, or another video's questions).
 
-        Speculative and harmless: each frame takes the reader's lock on its own, so a real read waits for
-        at most one frame; a frame already cached is skipped; a failure ends the prefetch quietly (a real
-        read of that frame reports it). Nothing happens without a frame cache to keep the frames in."""
+        Speculative and harmless: by default each frame takes the reader's lock on its own, so a real read
+        waits for at most one frame; ``together`` decodes them in one read (several readers at once, for a
+        video nobody reads yet). A frame already cached is skipped; a failure ends the prefetch quietly (a
+        real read of that frame reports it). Nothing happens without a frame cache to keep the frames in."""
         cache, key = self.frame_cache, str(self.path)
         if cache is None:
             return None
         wanted = [i for i in dict.fromkeys(int(i) for i in indices) if 0 <= i < self.meta.n_frames]
 
         def work() -> None:
-            for index in wanted:
+            for item in ([wanted] if together else wanted):
+                batch = item if together else [item]
                 with self._lock:
                     if self._closed:
                         return
-                    if cache.contains(key, index):
+                    batch = [i for i in batch if not cache.contains(key, i)]
+                    if not batch:
                         continue
                     try:
-                        self.read([index])
+                        self.read(batch)
                     except Exception:  # noqa: BLE001 (speculative: the real read reports what went wrong)
                         return
 

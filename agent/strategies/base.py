@@ -34,6 +34,14 @@ class Strategy:
     def run(self, context: "AgentContext", on_event: EventSink | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def opening_indices(self, config: Any, n_frames: int) -> list[int]:
+        """The frames its first look at a video will read (decoded ahead while another video's questions
+        run): the uniform overview's, as ``Video.sample_uniform`` picks them."""
+        import numpy as np
+
+        n = min(config.overview_frames or 0, config.max_frames)
+        return np.linspace(0, n_frames - 1, n, dtype=int).tolist() if n > 0 and n_frames > 0 else []
+
 
 REGISTRY: dict[str, type[Strategy]] = {}
 

@@ -123,3 +123,6 @@ class CaptionsStrategy(PlannerStrategy):
     name = "captions"
     prompt_names = PROMPT_NAMES + ("caption_segment", "captions_system", "captions_memory")
     opening = staticmethod(caption_memory)
+
+    def opening_indices(self, config, n_frames: int) -> list[int]:
+        return []  # the caption memory's frames depend on the cache; nothing is decoded ahead

@@ -36,6 +36,19 @@ class AgentMethod:
         self.on_event = on_event
         self.frame_store = frame_store
 
+    def prefetch(self, question: Any) -> None:
+        """Decode the frames the strategy's first look at a question's video reads, ahead of time (the
+        runner asks for the next video's while this one's questions are with the model)."""
+        from agent.strategies import get_strategy
+
+        if self.frame_store is None:
+            return
+        with self.frame_store.video(question.video_file()) as video:  # held open until the frames are in
+            indices = get_strategy(self.strategy).opening_indices(self.config, video.meta.n_frames)
+            thread = video.prefetch(indices, together=True) if indices else None
+            if thread is not None:
+                thread.join()
+
     def run(self, question: Any) -> MethodOutcome:
         from agent.run import solve  # the agent is optional for the uniform baseline
 

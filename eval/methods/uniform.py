@@ -55,6 +55,14 @@ class UniformMethod:
             raise NoFramesError(f"{path}: no frame could be decoded ({reasons})")
         return [_shrink(frame.image, self.image_max_side) for frame in batch.frames]
 
+    def prefetch(self, question: Any) -> None:
+        """Decode a question's frames into the store ahead of time (the runner asks for the next video's
+        while this one's questions are with the model); the frames are the ones ``sample_frames`` reads."""
+        with self.frame_store.video(question.video_file()) as video:  # held open until the frames are in
+            thread = video.prefetch(self.benchmark.sample_indices(video.meta.n_frames, self.frames), together=True)
+            if thread is not None:
+                thread.join()
+
     def run(self, question: Any) -> MethodOutcome:
         started = time.perf_counter()
         images = self.sample_frames(question)
