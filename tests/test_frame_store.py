@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -193,3 +194,40 @@ def test_the_agent_prefetches_what_its_strategy_reads_first(strategy, expected, 
     method.prefetch(question)
     with store.video(synthetic_video) as video:
         assert sorted(i for i in range(video.meta.n_frames) if store.cache.contains(str(video.path), i)) == expected
+
+
+def test_a_prefetch_still_running_at_exit_is_stopped_and_waited_for(synthetic_video):
+    """At exit a prefetch finishes the frame it is decoding and stops, rather than being torn down inside
+    the native decoder (which aborts the process)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import concurrent.futures.thread  # as in a run, where decoding has used it before exit
+        import time
+        from tools import video as video_module
+        from tools.frame_store import FrameStore
+
+        original = video_module.Video.read
+        def slow_read(self, indices):  # each frame as slow as a long 720p seek
+            time.sleep(0.3)
+            batch = original(self, indices)
+            print("decoded", list(indices), flush=True)
+            return batch
+        video_module.Video.read = slow_read
+
+        store = FrameStore()
+        with store.video({str(synthetic_video)!r}) as video:
+            video.prefetch(list(range(40)))
+        time.sleep(0.1)
+        print("exiting", flush=True)
+    """)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    after = lines[lines.index("exiting") + 1:]
+    assert len(after) == 1 and after[0].startswith("decoded")  # the frame under way was finished, then it stopped
+    assert elapsed < 8  # not the 12 s that all 40 frames would take

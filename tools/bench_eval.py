@@ -137,8 +137,10 @@ def _agent_script(body: dict) -> Any:
     from tests.fake_openai import Call, ToolCalls
 
     results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
-    if not results:
-        return ToolCalls([Call("search_frames", {"query": "a red ball rolling", "k": 4})])
+    if not results:  # each question searches for its own thing, so its hits are its own
+        question = next(p["text"] for p in body["messages"][1]["content"] if p.get("type") == "text")
+        scene = question.split("scene ", 1)[1].split("?", 1)[0] if "scene " in question else "0"
+        return ToolCalls([Call("search_frames", {"query": f"a red ball rolling in scene {scene}", "k": 4})])
     if len(results) == 1:
         hits, _ = json.JSONDecoder().raw_decode(results[0])
         return ToolCalls([Call("view_frames", {"timestamps": [hit["t"] for hit in hits[:2]] or [1.0]})])

@@ -17,11 +17,13 @@ the first such line goes into sleuth's own error instead (``tools.native_output`
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import os
 import re
 import stat
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -308,6 +310,8 @@ class Video:
         self._allow_fallback = allow_fallback
         self._lock = threading.RLock()  # readers are not thread-safe
         self._closed = False
+        self._waiting = 0  # real reads waiting for the lock: a prefetch lets them go first
+        self._waiting_lock = threading.Lock()
         self._scan: SequentialScan | None | bool = None  # False: the file cannot be scanned
         self._refresh_meta()
 
@@ -457,7 +461,7 @@ class Video:
         got: dict[int, Frame] = {}
         skipped: dict[int, str] = {}
         cache, key = self.frame_cache, str(self.path)
-        with self._lock:  # check and fill the cache as one step: concurrent readers decode a frame once
+        with self._reading():  # check and fill the cache as one step: concurrent readers decode a frame once
             if cache is not None:
                 got = {i: frame for i in unique if (frame := cache.get(key, i)) is not None}
             missing = [i for i in unique if i not in got]
@@ -482,6 +486,22 @@ class Video:
         frames = [got[i] for i in indices if i in got]
         return FrameBatch(frames=frames, skipped=sorted(skipped.items()))
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The reader's lock for a read, announced while waiting so that a prefetch lets it go first (a
+        thread releasing a lock often takes it straight back: without this a prefetch could starve it)."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def prefetch(self, indices: Sequence[int], *, together: bool = False) -> threading.Thread | None:
         """Decode these frames into the frame cache in the background, while the caller waits on something
         else (a model reading search hits it may then ask to see, or another video's questions).
@@ -498,8 +518,10 @@ class Video:
         def work() -> None:
             for item in ([wanted] if together else wanted):
                 batch = item if together else [item]
+                while self._waiting and not self._closed:  # a real read goes first
+                    time.sleep(0.002)
                 with self._lock:
-                    if self._closed:
+                    if self._closed or not threading.main_thread().is_alive():  # closed, or the program is ending
                         return
                     batch = [i for i in batch if not cache.contains(key, i)]
                     if not batch:
@@ -509,7 +531,9 @@ class Video:
                     except Exception:  # noqa: BLE001 (speculative: the real read reports what went wrong)
                         return
 
-        thread = threading.Thread(target=work, name="sleuth-prefetch", daemon=True)
+        # not a daemon: one torn down inside the native decoder at exit aborts the process, so the program
+        # waits for the frame under way (the loop then sees the main thread has ended and stops)
+        thread = threading.Thread(target=work, name="sleuth-prefetch", daemon=False)
         thread.start()
         return thread
 
