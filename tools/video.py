@@ -507,8 +507,8 @@ class Video:
         else (a model reading search hits it may then ask to see, or another video's questions).
 
         Speculative and harmless: by default each frame takes the reader's lock on its own, so a real read
-        waits for at most one frame; ``together`` decodes them in one read (several readers at once, for a
-        video nobody reads yet). A frame already cached is skipped; a failure ends the prefetch quietly (a
+        waits for at most one frame; ``together`` decodes them a few at a time (several readers at once, for
+        a video nobody reads yet). A frame already cached is skipped; a failure ends the prefetch quietly (a
         real read of that frame reports it). Nothing happens without a frame cache to keep the frames in."""
         cache, key = self.frame_cache, str(self.path)
         if cache is None:
@@ -516,8 +516,10 @@ class Video:
         wanted = [i for i in dict.fromkeys(int(i) for i in indices) if 0 <= i < self.meta.n_frames]
 
         def work() -> None:
-            for item in ([wanted] if together else wanted):
-                batch = item if together else [item]
+            # together: reads of a few frames each (several readers at once, and a short wait at exit)
+            step = 2 * PARALLEL_MIN_FRAMES if together else 1
+            for start in range(0, len(wanted), step):
+                batch = wanted[start:start + step]
                 while self._waiting and not self._closed:  # a real read goes first
                     time.sleep(0.002)
                 with self._lock:
