@@ -35,7 +35,7 @@ class AgentConfig(BaseModel):
     )
     search_k: int = Field(8, ge=1, description="default number of hits for search_frames")
     prefetch_hits: int = Field(
-        4, ge=0, description="best search hits decoded in the background while the model reads the search "
+        2, ge=0, description="best search hits decoded in the background while the model reads the search "
         "result (speed only: what the model sees is unchanged; needs a run's frame store)"
     )
     min_gap_s: float = Field(2.0, ge=0, description="temporal non-maximum suppression gap for search hits")

@@ -12,7 +12,7 @@ delay), the overhead and its share of the wall time, broken down by stage
 Each configuration runs side by side: ``fresh`` opens the video and decodes
 its frames anew for every question (what each question cost before the
 run-wide frame store), ``store`` shares one ``FrameStore`` across the run, and
-for the agent ``store+prefetch`` also decodes the best search hits in the
+for the agent ``store+prefetch`` also decodes the two best search hits in the
 background while the model reads them (``prefetch_hits``; the stage figures
 then include decoding done in the background, while the model was busy).
 The frame index is built before timing (a warm cache, as on any run after
@@ -187,7 +187,7 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
         def method(kind: str, store: Any, prefetch: bool = True) -> Any:
             if kind == "uniform":
                 return UniformMethod(MMRV(), backend, frames=32, frame_store=store)
-            config = AgentConfig(max_frames=32, overview_frames=8, max_steps=4, prefetch_hits=4 if prefetch else 0)
+            config = AgentConfig(max_frames=32, overview_frames=8, max_steps=4, prefetch_hits=2 if prefetch else 0)
             return AgentMethod(backend, searcher, config=config, frame_store=store)
 
         modes = {"uniform": ("fresh", "store"), "agent": ("fresh", "store", "store+prefetch")}
