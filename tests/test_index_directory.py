@@ -1,0 +1,157 @@
+"""Directory indexing with decoding processes (``tools.index_directory``): the same entries as one video at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from tests.video_fixtures import make_synthetic_video
+from tools.cache import read_entry
+from tools.index_directory import index_videos
+from tools.options import IndexConfig
+from tools.search import FrameSearcher
+
+# Fields that say when and how fast an entry was built; everything else must agree.
+VOLATILE = ("build_s", "created")
+
+
+def comparable(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k not in VOLATILE}
+
+
+def assert_same_entries(first: dict, second: dict) -> None:
+    """Two {video: entry path} maps hold the same entries: meta and timestamps exactly, embeddings within fp noise."""
+    assert first.keys() == second.keys()
+    for video in first:
+        assert first[video].relative_to(first[video].parents[2]) == second[video].relative_to(second[video].parents[2])
+        times_a, emb_a, meta_a = read_entry(first[video])
+        times_b, emb_b, meta_b = read_entry(second[video])
+        assert times_a.tobytes() == times_b.tobytes()
+        assert comparable(meta_a) == comparable(meta_b)
+        assert emb_a.shape == emb_b.shape and np.allclose(emb_a, emb_b, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    for k, frames in enumerate((60, 45, 30, 25)):
+        make_synthetic_video(root / f"clip{k}.mp4", n_frames=frames, fps=10.0)
+    (root / "broken.mp4").write_text("not a video")
+    return root
+
+
+def searcher_for(tmp_path, name: str, model: str) -> FrameSearcher:
+    config = IndexConfig(
+        clip_model=model, pretrained=None, random_weights=True, precision="fp32", fps=2.0, batch_size=4,
+        cache_dir=tmp_path / name,
+    )
+    return FrameSearcher(config)
+
+
+def built_entries(run) -> dict:
+    return {r.path.name: r.outcome.cache_path for r in run.results if r.outcome is not None}
+
+
+def test_decoding_processes_write_the_entries_one_video_at_a_time_writes(tmp_path, clip_dir, tiny_clip_model):
+    videos = sorted(clip_dir.iterdir())
+    frames_seen = []
+    lock = threading.Lock()
+
+    def count(done: int, total: int) -> None:
+        with lock:
+            frames_seen.append((done, total))
+
+    serial = index_videos(searcher_for(tmp_path, "serial", tiny_clip_model), videos, decode_workers=0)
+    parallel = index_videos(
+        searcher_for(tmp_path, "parallel", tiny_clip_model), videos, decode_workers=2, embed_batch=8, on_frames=count
+    )
+    for run in (serial, parallel):
+        errors = {r.path.name: r.error for r in run.results if r.error}
+        assert list(errors) == ["broken.mp4"] and "not a readable video" in errors["broken.mp4"]
+        assert [r.number for r in run.results] == list(range(len(videos)))
+        assert all(r.outcome.source == "built" for r in run.results if r.outcome)
+    assert serial.frames_built == parallel.frames_built == 12 + 9 + 6 + 5
+    assert_same_entries(built_entries(serial), built_entries(parallel))
+    # progress covers the whole directory: every frame counted once, as done and in the total
+    assert sum(d for d, _ in frames_seen) == sum(t for _, t in frames_seen) == parallel.frames_built
+
+    # a second run finds every entry: nothing decoded, the model is not needed
+    again = index_videos(searcher_for(tmp_path, "parallel", tiny_clip_model), videos, decode_workers=2)
+    assert [r.outcome.source for r in again.results if r.outcome] == ["disk"] * 4 and again.frames_built == 0
+
+
+def test_a_killed_decoding_process_fails_its_video_and_the_others_finish(tmp_path, clip_dir, tiny_clip_model, monkeypatch):
+    import tools.index_directory as engine
+
+    videos = sorted(p for p in clip_dir.iterdir() if p.name != "broken.mp4")
+    killed = []
+    real_start = engine._ProcessEngine._collect
+
+    def collect_and_kill(self, work):
+        # Kill the first decoder as soon as it announces a video: that video fails, the rest are built.
+        real_get = self.results.get
+
+        def get(*args, **kwargs):
+            message = real_get(*args, **kwargs)
+            if message[0] == "start" and not killed:
+                killed.append(message[1])
+                os.kill(message[2], signal.SIGKILL)
+                return get(*args, **kwargs)  # drop its announcement: it never finishes anyway
+            return message
+
+        self.results.get = get
+        return real_start(self, work)
+
+    monkeypatch.setattr(engine._ProcessEngine, "_collect", collect_and_kill)
+    run = index_videos(searcher_for(tmp_path, "killed", tiny_clip_model), videos, decode_workers=2, embed_batch=8)
+    errors = [r for r in run.results if r.error]
+    assert len(errors) == 1 and "decoding process exited" in errors[0].error
+    assert sum(1 for r in run.results if r.outcome is not None) == len(videos) - 1
+
+
+def test_decode_workers_must_not_be_negative(tmp_path, clip_dir, tiny_clip_model):
+    from sleuth.errors import SleuthError
+
+    with pytest.raises(SleuthError, match="decode workers"):
+        index_videos(searcher_for(tmp_path, "bad", tiny_clip_model), [], decode_workers=-1)
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    from sleuth.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return (exit_info.value.code or 0), out, err
+
+
+def test_index_command_with_decoding_processes(capsys, tmp_path, clip_dir, tiny_clip_model):
+    import json
+
+    opts = ["--clip-model", tiny_clip_model, "--random-weights", "--cache-dir", tmp_path / "cache", "--fps", "2"]
+    code, out, err = run_cli(capsys, "index", clip_dir, "--json", "--decode-workers", "2", *opts)
+    assert code == 2  # broken.mp4
+    result = json.loads(out)
+    assert [r["video"] for r in result["videos"]] == [str(p) for p in sorted(clip_dir.iterdir())]
+    assert result["summary"]["built"] == 4 and result["summary"]["failed"] == 1
+    assert result["summary"]["frames_built"] == 32 and result["summary"]["frames_per_s"] > 0
+    assert "5/5" in err and "32/32" in err  # videos and frames over the whole directory
+
+
+def test_engine_ray_without_ray_is_one_line(capsys, tmp_path, clip_dir, tiny_clip_model, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, out, err = run_cli(capsys, "index", clip_dir, "--engine", "ray", "--clip-model", tiny_clip_model,
+                             "--random-weights", "--cache-dir", tmp_path / "cache")
+    assert code == 2 and "pip install 'sleuth[ray]'" in err and "Traceback" not in err
+    assert not (tmp_path / "cache" / "frame-index").exists()
+
+
+def test_engine_must_be_local_or_ray(capsys, tmp_path, clip_dir):
+    code, _, err = run_cli(capsys, "index", clip_dir, "--engine", "spark", "--cache-dir", tmp_path / "cache")
+    assert code == 2 and "--engine" in err and "local or ray" in err

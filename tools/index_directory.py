@@ -1,0 +1,426 @@
+"""Index many videos at once: ``sleuth index DIR`` at the machine's limit.
+
+With ``decode_workers=0`` videos are indexed one after the other, each by
+``build_frame_index`` (on a CPU that pipeline already keeps every core busy:
+decoding and the model share them). With ``decode_workers=N`` (the default
+where the model runs on an accelerator) N processes decode different videos
+at once (``tools.decode_worker``) and one embedding thread per device takes
+their batches, several videos' frames to one model call, up to
+``embed_batch`` frames. Memory stays bounded: the result queue holds at most
+``queue_depth`` batches, the embedding threads one group each, and a video's
+pixels are let go as soon as they are embedded.
+
+Every engine ends in ``assemble_index`` and ``FrameSearcher.store``, so the
+cache entries are the ones ``sleuth index VIDEO`` writes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sleuth.errors import SleuthError
+from tools.cores import available_cores
+from tools.decode_worker import DecodeSettings
+from tools.frame_index import assemble_index
+from tools.search import FrameSearcher, IndexOutcome
+from tools.video import VideoError, VideoMeta
+
+DEFAULT_EMBED_BATCH_GPU = 256  # frames per model call on an accelerator: enough to keep it busy
+
+
+@dataclass
+class VideoResult:
+    """One video's result: an index outcome, or the one-line reason it has none."""
+
+    number: int  # its position in the list asked for
+    path: Path
+    outcome: IndexOutcome | None = None
+    error: str | None = None
+    rebuilt_reason: str | None = None  # why its entry on disk was not trusted
+
+
+@dataclass
+class DirectoryRun:
+    results: list[VideoResult]
+    frames_built: int
+    build_seconds: float  # wall time from the first decoded frame to the last index written
+
+
+FramesCallback = Callable[[int, int], None]  # (frames just embedded, frames just added to the total)
+ResultCallback = Callable[[VideoResult], None]
+
+
+def default_decode_workers(device: str, cores: int | None = None) -> int:
+    """Decoding processes for ``--decode-workers 0``-means-auto callers.
+
+    On a CPU, none: the in-process pipeline already shares the cores between
+    decoding and the model, and more processes would only take cores from
+    the model. On an accelerator, every core but one (which feeds the device).
+    """
+    if device == "cpu":
+        return 0
+    cores = cores or available_cores()
+    return max(1, cores - 1)
+
+
+def embedding_devices(device: str) -> list[str]:
+    """One embedding device per GPU where the model runs on CUDA without a device number, else ``device``."""
+    if device != "cuda":
+        return [device]
+    import torch
+
+    count = torch.cuda.device_count()
+    return [f"cuda:{k}" for k in range(count)] if count > 1 else [device]
+
+
+def index_videos(
+    searcher: FrameSearcher,
+    videos: list[Path],
+    *,
+    decode_workers: int = 0,
+    embed_batch: int | None = None,
+    queue_depth: int | None = None,
+    on_result: ResultCallback | None = None,
+    on_frames: FramesCallback | None = None,
+    encoders: list | None = None,
+) -> DirectoryRun:
+    """Index ``videos`` (cache hits are only loaded); a video that fails is a result with an error, not a stop."""
+    if decode_workers < 0:
+        raise SleuthError(f"decode workers must be 0 (in-process) or more, got {decode_workers}")
+    results: list[VideoResult] = []
+    pending: dict[str, list[VideoResult]] = {}  # cache key -> the videos with that content, first builds
+    report = on_result or (lambda result: None)
+
+    for number, video in enumerate(videos):
+        result = VideoResult(number, Path(video))
+        results.append(result)
+        try:
+            path, key, outcome, reason = searcher.cached(video)
+        except VideoError as exc:
+            result.error = str(exc)
+            report(result)
+            continue
+        if outcome is not None:
+            result.outcome = outcome
+            report(result)
+            continue
+        result.path, result.rebuilt_reason = path, reason
+        pending.setdefault(key, []).append(result)
+
+    frames_built = 0
+    firsts = [group[0] for group in pending.values()]
+    if firsts:
+        searcher.encoder  # loaded before the clock starts: loading a model is not indexing speed
+    build_started = time.perf_counter()
+    if firsts and decode_workers == 0:
+        frames_built = _in_process(searcher, firsts, report, on_frames)
+    elif firsts:
+        encoders = encoders or _encoders(searcher)
+        if not encoders[0].pixel_prep.supported:  # a model whose preprocessing needs PIL: the in-process path
+            frames_built = _in_process(searcher, firsts, report, on_frames)
+        else:
+            build_started = time.perf_counter()
+            frames_built = _ProcessEngine(
+                searcher, encoders, firsts, decode_workers, embed_batch, queue_depth, report, on_frames
+            ).run()
+    build_seconds = time.perf_counter() - build_started if firsts else 0.0
+    for group in pending.values():  # the same content under other names: now in memory
+        for result in group[1:]:
+            try:
+                result.outcome = searcher.ensure_index(result.path)
+            except VideoError as exc:
+                result.error = str(exc)
+            report(result)
+    return DirectoryRun(results, frames_built, build_seconds)
+
+
+def _encoders(searcher: FrameSearcher) -> list:
+    from tools.clip import load_clip
+
+    first = searcher.encoder
+    devices = embedding_devices(first.device)
+    if len(devices) == 1:
+        return [first]
+    return [first] + [load_clip(searcher.config.model_copy(update={"device": d})) for d in devices[1:]]
+
+
+def _in_process(searcher, firsts: list[VideoResult], report: ResultCallback, on_frames) -> int:
+    built = 0
+    for result in firsts:
+        seen = {"done": 0, "total": 0}
+
+        def progress(done: int, total: int) -> None:
+            if on_frames is not None:
+                on_frames(done - seen["done"], total - seen["total"])
+            seen.update(done=done, total=total)
+
+        try:
+            result.outcome = searcher.ensure_index(result.path, progress=progress)
+        except VideoError as exc:
+            result.error = str(exc)
+        else:
+            if result.outcome.source == "built":
+                built += len(result.outcome.index)
+        report(result)
+    return built
+
+
+JOBS_AHEAD = 2  # videos given to a decoder at once: the next is waiting when it finishes one
+
+
+@dataclass
+class _Decoder:
+    process: object
+    tasks: object  # its own task queue
+    held: deque[int] = field(default_factory=deque)  # videos given to it and not finished, in its order
+
+
+@dataclass
+class _Job:
+    result: VideoResult
+    key: str = ""
+    started: float = 0.0
+    meta: dict | None = None
+    decoder: str = ""
+    total: int = 0
+    pid: int | None = None
+    sent: int | None = None  # batches the decoder sent, known at its "end"
+    parts: dict[int, tuple[list[float], np.ndarray | None, list]] = field(default_factory=dict)
+    closed: bool = False
+
+
+class _ProcessEngine:
+    """Decoding processes feeding one embedding thread per device; see the module docstring."""
+
+    def __init__(self, searcher, encoders, firsts, workers, embed_batch, depth, report, on_frames):
+        self.searcher = searcher
+        self.encoders = encoders
+        self.jobs = {k: _Job(result) for k, result in enumerate(firsts)}
+        self.workers = max(1, min(workers, len(firsts)))
+        on_device = not encoders[0].device == "cpu"
+        self.embed_batch = embed_batch or (DEFAULT_EMBED_BATCH_GPU if on_device else searcher.config.batch_size)
+        self.depth = depth or max(4, 2 * self.workers)
+        self.report = report
+        self.on_frames = on_frames or (lambda done, total: None)
+        self.lock = threading.Lock()
+        self.failure: list[BaseException] = []
+        self.frames_built = 0
+        config = searcher.config
+        self.settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto", config.decode_threads)
+
+    # -- the run
+
+    def run(self) -> int:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # torch's threads in this process make fork unsafe
+        self.context = context
+        self.results = context.Queue(maxsize=self.depth)
+        self.backlog: deque[int] = deque(self.jobs)
+        # Each decoder has its own task queue and at most JOBS_AHEAD videos given to it, so the videos a
+        # decoder held when it died are known: the first fails, the others go to its replacement.
+        self.decoders = [self._start_decoder() for _ in range(self.workers)]
+        work: queue.Queue = queue.Queue(maxsize=len(self.encoders))
+        threads = [
+            threading.Thread(target=self._embed, args=(encoder, work), name=f"sleuth-embed-{k}", daemon=True)
+            for k, encoder in enumerate(self.encoders)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._collect(work)
+        finally:
+            for _ in threads:
+                work.put(None)
+            for thread in threads:
+                thread.join()
+            self._stop_decoders()
+        if self.failure:
+            raise self.failure[0]
+        return self.frames_built
+
+    def _start_decoder(self) -> _Decoder:
+        from tools import decode_worker
+
+        tasks = self.context.Queue()
+        process = self.context.Process(
+            target=decode_worker.run,
+            args=(tasks, self.results, self.encoders[0].pixel_prep, self.settings),
+            name="sleuth-decode",
+            daemon=True,
+        )
+        process.start()
+        decoder = _Decoder(process, tasks)
+        self._feed(decoder)
+        return decoder
+
+    def _feed(self, decoder: _Decoder) -> None:
+        while self.backlog and len(decoder.held) < JOBS_AHEAD:
+            job_id = self.backlog.popleft()
+            decoder.held.append(job_id)
+            decoder.tasks.put((job_id, str(self.jobs[job_id].result.path)))
+
+    def _released(self, job_id: int) -> None:
+        """The decoder holding ``job_id`` is done with it: give it the next video."""
+        for decoder in self.decoders:
+            if decoder.held and decoder.held[0] == job_id:
+                decoder.held.popleft()
+                self._feed(decoder)
+                return
+
+    def _stop_decoders(self) -> None:
+        for decoder in self.decoders:
+            decoder.tasks.put(None)
+        deadline = time.monotonic() + 10
+        for decoder in self.decoders:
+            decoder.process.join(timeout=max(0.1, deadline - time.monotonic()))
+            if decoder.process.is_alive():
+                decoder.process.terminate()
+                decoder.process.join(timeout=5)
+            decoder.tasks.cancel_join_thread()
+        self.results.cancel_join_thread()
+
+    def _open_jobs(self) -> int:
+        with self.lock:
+            return sum(1 for job in self.jobs.values() if not job.closed)
+
+    def _collect(self, work: queue.Queue) -> None:
+        """Take the decoders' messages, group batches for the model, notice dead decoders."""
+        group: list[tuple[int, int, list[int], list[float], np.ndarray, list]] = []
+        frames = 0
+        while self._open_jobs() and not self.failure:
+            try:
+                message = self.results.get(timeout=0.2 if not group else 0.005)
+            except queue.Empty:
+                if group:  # nothing more right now: the model should not wait for a full group
+                    work.put(group)
+                    group, frames = [], 0
+                else:
+                    self._check_decoders()
+                continue
+            kind, job_id = message[0], message[1]
+            job = self.jobs[job_id]
+            if kind == "start":
+                _, _, job.pid, job.meta, job.total, job.decoder = message
+                job.started = time.perf_counter()
+                self.on_frames(0, job.total)
+            elif kind == "batch":
+                _, _, seq, indices, timestamps, pixels, skipped = message
+                if pixels is None:
+                    self._record(job_id, seq, timestamps, None, skipped)
+                    continue
+                group.append((job_id, seq, indices, timestamps, pixels, skipped))
+                frames += len(indices)
+                if frames >= self.embed_batch:
+                    work.put(group)
+                    group, frames = [], 0
+            elif kind == "end":
+                self._released(job_id)
+                with self.lock:
+                    job.sent = message[2]
+                self._maybe_finish(job_id)
+            elif kind == "error":
+                self._released(job_id)
+                self._fail(job_id, message[2])
+        if group and not self.failure:
+            work.put(group)
+
+    def _check_decoders(self) -> None:
+        """A decoder that died (killed, crashed in a native library) fails its video; a new one takes its place."""
+        for k, decoder in enumerate(self.decoders):
+            if decoder.process.is_alive():
+                continue
+            held = list(decoder.held)
+            decoder.held.clear()
+            decoder.tasks.cancel_join_thread()
+            if held:
+                code = decoder.process.exitcode
+                self._fail(held[0], f"the decoding process exited (code {code}): {self.jobs[held[0]].result.path}")
+                self.backlog.extendleft(reversed(held[1:]))
+            self.decoders[k] = self._start_decoder()
+
+    # -- embedding
+
+    def _embed(self, encoder, work: queue.Queue) -> None:
+        import torch
+
+        while (group := work.get()) is not None:
+            if self.failure:
+                continue
+            try:
+                pixels = torch.from_numpy(np.concatenate([item[4] for item in group]))
+                if encoder.device.startswith("cuda"):
+                    pixels = pixels.pin_memory()
+                embeddings = encoder.encode_pixels(pixels)
+            except BaseException as exc:  # the model failing stops the run, as in build_frame_index
+                self.failure.append(exc)
+                continue
+            offset = 0
+            for job_id, seq, indices, timestamps, _, skipped in group:
+                self._record(job_id, seq, timestamps, embeddings[offset : offset + len(indices)], skipped)
+                offset += len(indices)
+
+    def _record(self, job_id: int, seq: int, timestamps, embeddings, skipped) -> None:
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.closed:
+                return
+            job.parts[seq] = (list(timestamps), embeddings, list(skipped))
+        self.on_frames(len(timestamps) + len(skipped), 0)
+        self._maybe_finish(job_id)
+
+    def _maybe_finish(self, job_id: int) -> None:
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.closed or job.sent is None or len(job.parts) < job.sent:
+                return
+            job.closed = True
+        times = [t for seq in range(job.sent) for t in job.parts[seq][0]]
+        arrays = [job.parts[seq][1] for seq in range(job.sent) if job.parts[seq][1] is not None]
+        skipped = [s for seq in range(job.sent) for s in job.parts[seq][2]]
+        job.parts.clear()
+        result = job.result
+        try:
+            key = self.searcher.cache_key(result.path)
+            index = assemble_index(
+                VideoMeta.model_validate(job.meta),
+                self.encoders[0],
+                np.asarray(times, dtype=np.float64),
+                np.concatenate(arrays) if arrays else np.zeros((0, 0), dtype=np.float32),
+                [tuple(s) for s in skipped],
+                fps=self.searcher.config.fps,
+                max_frames=self.searcher.config.max_frames,
+                decoder=job.decoder,
+                build_s=time.perf_counter() - job.started,
+                meta_extra=self.searcher.meta_extra(result.path, key),
+            )
+            result.outcome = self.searcher.store(
+                result.path, key, index, time.perf_counter() - job.started, result.rebuilt_reason
+            )
+        except VideoError as exc:
+            result.error = str(exc)
+        except BaseException as exc:  # writing the cache failed: stop, as the one-video path would
+            self.failure.append(exc)
+            return
+        if result.outcome is not None and result.outcome.source == "built":
+            with self.lock:
+                self.frames_built += len(result.outcome.index)
+        self.report(result)
+
+    def _fail(self, job_id: int, message: str) -> None:
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.closed:
+                return
+            job.closed = True
+            job.parts.clear()
+        job.result.error = message
+        self.report(job.result)
