@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+from tests.cli_helpers import run_cli
 from tests.video_fixtures import make_synthetic_video
 from tools.cache import read_entry
 from tools.index_directory import index_videos
@@ -120,20 +121,15 @@ def test_decode_workers_must_not_be_negative(tmp_path, clip_dir, tiny_clip_model
         index_videos(searcher_for(tmp_path, "bad", tiny_clip_model), [], decode_workers=-1)
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    from sleuth.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return (exit_info.value.code or 0), out, err
+def sleuth(capsys, *args) -> tuple[int, str, str]:
+    return run_cli([str(a) for a in args], capsys)
 
 
 def test_index_command_with_decoding_processes(capsys, tmp_path, clip_dir, tiny_clip_model):
     import json
 
     opts = ["--clip-model", tiny_clip_model, "--random-weights", "--cache-dir", tmp_path / "cache", "--fps", "2"]
-    code, out, err = run_cli(capsys, "index", clip_dir, "--json", "--decode-workers", "2", *opts)
+    code, out, err = sleuth(capsys, "index", clip_dir, "--json", "--decode-workers", "2", *opts)
     assert code == 2  # broken.mp4
     result = json.loads(out)
     assert [r["video"] for r in result["videos"]] == [str(p) for p in sorted(clip_dir.iterdir())]
@@ -146,12 +142,12 @@ def test_engine_ray_without_ray_is_one_line(capsys, tmp_path, clip_dir, tiny_cli
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    code, out, err = run_cli(capsys, "index", clip_dir, "--engine", "ray", "--clip-model", tiny_clip_model,
+    code, out, err = sleuth(capsys, "index", clip_dir, "--engine", "ray", "--clip-model", tiny_clip_model,
                              "--random-weights", "--cache-dir", tmp_path / "cache")
     assert code == 2 and "pip install 'sleuth[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "cache" / "frame-index").exists()
 
 
 def test_engine_must_be_local_or_ray(capsys, tmp_path, clip_dir):
-    code, _, err = run_cli(capsys, "index", clip_dir, "--engine", "spark", "--cache-dir", tmp_path / "cache")
+    code, _, err = sleuth(capsys, "index", clip_dir, "--engine", "spark", "--cache-dir", tmp_path / "cache")
     assert code == 2 and "--engine" in err and "local or ray" in err
