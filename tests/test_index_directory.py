@@ -6,55 +6,16 @@ import os
 import signal
 import threading
 
-import numpy as np
 import pytest
 
 from tests.cli_helpers import run_cli
-from tests.video_fixtures import make_synthetic_video
-from tools.cache import read_entry
+from tests.index_entries import assert_same_entries, built_entries, make_clip_dir, searcher_for
 from tools.index_directory import index_videos
-from tools.options import IndexConfig
-from tools.search import FrameSearcher
-
-# Fields that say when and how fast an entry was built; everything else must agree.
-VOLATILE = ("build_s", "created")
-
-
-def comparable(meta: dict) -> dict:
-    return {k: v for k, v in meta.items() if k not in VOLATILE}
-
-
-def assert_same_entries(first: dict, second: dict) -> None:
-    """Two {video: entry path} maps hold the same entries: meta and timestamps exactly, embeddings within fp noise."""
-    assert first.keys() == second.keys()
-    for video in first:
-        assert first[video].relative_to(first[video].parents[2]) == second[video].relative_to(second[video].parents[2])
-        times_a, emb_a, meta_a = read_entry(first[video])
-        times_b, emb_b, meta_b = read_entry(second[video])
-        assert times_a.tobytes() == times_b.tobytes()
-        assert comparable(meta_a) == comparable(meta_b)
-        assert emb_a.shape == emb_b.shape and np.allclose(emb_a, emb_b, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clips")
-    for k, frames in enumerate((60, 45, 30, 25)):
-        make_synthetic_video(root / f"clip{k}.mp4", n_frames=frames, fps=10.0)
-    (root / "broken.mp4").write_text("not a video")
-    return root
-
-
-def searcher_for(tmp_path, name: str, model: str) -> FrameSearcher:
-    config = IndexConfig(
-        clip_model=model, pretrained=None, random_weights=True, precision="fp32", fps=2.0, batch_size=4,
-        cache_dir=tmp_path / name,
-    )
-    return FrameSearcher(config)
-
-
-def built_entries(run) -> dict:
-    return {r.path.name: r.outcome.cache_path for r in run.results if r.outcome is not None}
+    return make_clip_dir(tmp_path_factory.mktemp("clips"))
 
 
 def test_decoding_processes_write_the_entries_one_video_at_a_time_writes(tmp_path, clip_dir, tiny_clip_model):

@@ -17,7 +17,6 @@ they do not: ``min(embed-only rate, all cores decoding)``.
 from __future__ import annotations
 
 import queue
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +26,14 @@ import numpy as np
 
 from tools.cores import available_cores
 from tools.decode_worker import DecodeSettings, video_batches
+from tools.stopwatch import Stopwatch
 
 EMBED_SAMPLE_FRAMES = 512  # enough model calls to time the model on its own, on any device
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _others(watch: Stopwatch) -> float | None:
+    """Cores other processes on the machine kept busy meanwhile: the noise in a figure."""
+    return None if watch.others_cores is None else round(watch.others_cores, 2)
 
 
 def decode_all_cores(videos: list[Path], prep, settings: DecodeSettings, processes: int) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def decode_all_cores(videos: list[Path], prep, settings: DecodeSettings, process
         tasks.put((number, str(video)))
     for _ in range(processes):
         tasks.put(None)
-    cpu_before = _children_cpu()
+    watch = Stopwatch(children=True).__enter__()
     workers = [
         context.Process(target=decode_worker.run, args=(tasks, results, prep, settings), daemon=True)
         for _ in range(processes)
@@ -77,12 +77,13 @@ def decode_all_cores(videos: list[Path], prep, settings: DecodeSettings, process
             if worker.is_alive():
                 worker.terminate()
                 worker.join()
-    cpu = _children_cpu() - cpu_before
+    watch.__exit__(None, None, None)
     return {
         "processes": processes,
         "frames": frames,
         "fps": round(frames / wall, 2) if wall > 0 else None,
-        "cpu_ms_per_frame": round(1000 * cpu / frames, 2) if frames else None,
+        "cpu_ms_per_frame": round(1000 * watch.cpu / frames, 2) if frames else None,
+        "others_cores": _others(watch),
     }
 
 
@@ -110,17 +111,16 @@ def embed_only(encoder, videos: list[Path], settings: DecodeSettings, batch: int
         for chunk in (frames[k : k + batch] for k in range(0, len(frames), batch))
     ]
     encoder.encode_pixels(batches[0].pixels)  # first call: kernels chosen, memory allocated
-    with encoder.embedding_threads(workers) as setup:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+    with encoder.embedding_threads(workers) as setup, Stopwatch() as watch:
         embed_batches(iter(batches), encoder.encode_pixels, len(frames), workers=workers, setup=setup)
         if encoder.device.startswith("cuda"):
             torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {
         "frames": len(frames),
         "batch": batch,
-        "fps": round(len(frames) / wall, 2),
-        "cpu_ms_per_frame": round(1000 * cpu / len(frames), 2),
+        "fps": round(len(frames) / watch.wall, 2),
+        "cpu_ms_per_frame": round(1000 * watch.cpu / len(frames), 2),
+        "others_cores": _others(watch),
     }
 
 
@@ -131,9 +131,8 @@ def pipeline(encoder, config, videos: list[Path], decode_workers: int) -> dict[s
 
     with tempfile.TemporaryDirectory(prefix="sleuth-bench-dir-") as cache:
         searcher = FrameSearcher(config.model_copy(update={"cache_dir": Path(cache)}), encoder)
-        cpu0 = time.process_time() + _children_cpu()
-        run = index_videos(searcher, videos, decode_workers=decode_workers)
-        cpu = time.process_time() + _children_cpu() - cpu0
+        with Stopwatch(children=True) as watch:
+            run = index_videos(searcher, videos, decode_workers=decode_workers)
     failed = [r.error for r in run.results if r.error]
     return {
         "decode_workers": decode_workers,
@@ -142,7 +141,8 @@ def pipeline(encoder, config, videos: list[Path], decode_workers: int) -> dict[s
         "frames": run.frames_built,
         "seconds": round(run.build_seconds, 3),
         "fps": round(run.frames_built / run.build_seconds, 2) if run.build_seconds > 0 else None,
-        "cpu_ms_per_frame": round(1000 * cpu / run.frames_built, 2) if run.frames_built else None,
+        "cpu_ms_per_frame": round(1000 * watch.cpu / run.frames_built, 2) if run.frames_built else None,
+        "others_cores": _others(watch),
     }
 
 

@@ -51,47 +51,13 @@ from tools.options import (
     IndexConfig,
     make_index_config,
 )
+from tools.stopwatch import Stopwatch
 
 SEARCH_MINUTES = 10.0
 SEARCH_QUERY = "a red ball rolling across the grass"
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-class _Stopwatch:
-    """Wall and process CPU seconds of a block, and what else kept the cores busy meanwhile.
-
-    ``others_cores``: cores other processes kept busy on average; ``steal_cores``:
-    cores the hypervisor gave to other machines (both 0 on a quiet machine).
-    """
-
-    def __enter__(self) -> "_Stopwatch":
-        self.stat0 = _cpu_stat()
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
-        stat = _cpu_stat()
-        self.others_cores = self.steal_cores = None
-        if stat is not None and self.stat0 is not None and self.wall > 0:
-            busy, steal = (a - b for a, b in zip(stat, self.stat0))
-            self.others_cores = max(0.0, busy - self.cpu) / self.wall
-            self.steal_cores = steal / self.wall
-
-
-def _cpu_stat() -> tuple[float, float] | None:
-    """(busy, stolen) CPU seconds of the whole machine since boot, from /proc/stat (Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 def _reset_peak_rss() -> bool:
@@ -148,7 +114,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str, on_s
     # decode only: one thread, everything kept for the embed-only run
     with open_video(path) as video:
         indices, size, preprocess, batch_size = stage_inputs(video)
-        with torch_threads(1), _Stopwatch() as decode:
+        with torch_threads(1), Stopwatch() as decode:
             used_decoder = video.scan_decoder(indices, decoder, threads)
             batches: list[DecodedBatch] = list(
                 decode_batches(video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=threads)
@@ -160,7 +126,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str, on_s
     done("decode", decode, frames)
 
     # embed only
-    with encoder.embedding_threads(workers) as setup, _Stopwatch() as embed:
+    with encoder.embedding_threads(workers) as setup, Stopwatch() as embed:
         embed_batches(iter(batches), encoder.encode_pixels, len(indices), workers=workers, setup=setup)
     del batches
     done("embed", embed, frames)
@@ -170,7 +136,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str, on_s
         indices, size, preprocess, batch_size = stage_inputs(video)
         pool = ThreadPoolExecutor(max_workers=workers, initializer=setup)
         try:
-            with _Stopwatch() as sequential:
+            with Stopwatch() as sequential:
                 source = decode_batches(
                     video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=threads
                 )
@@ -190,7 +156,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str, on_s
     with open_video(path) as video:
         rss_before = _rss_mb("VmRSS")
         peak_tracked = _reset_peak_rss()
-        with _Stopwatch() as pipeline:
+        with Stopwatch() as pipeline:
             index = build_frame_index(
                 video,
                 encoder,
@@ -233,7 +199,7 @@ def measure_video(
     emit = emit or (lambda record: None)
 
     def stage_done(round_number: int):
-        def done(name: str, watch: _Stopwatch, frames: int) -> None:
+        def done(name: str, watch: Stopwatch, frames: int) -> None:
             emit({
                 "measure": "stage", "video": str(path), "stage": name, "round": round_number, "frames": frames,
                 "fps": round(_rate(frames, watch.wall), 2), "cpu_ms_per_frame": round(1000 * watch.cpu / frames, 2),
@@ -247,7 +213,7 @@ def measure_video(
     first = rounds[0]
     frames, meta = first["frames"], first["meta"]
 
-    def best(stage: str) -> _Stopwatch:
+    def best(stage: str) -> Stopwatch:
         return min((r["stages"][stage] for r in rounds), key=lambda watch: watch.wall)
 
     def fewest_cpu(stage: str) -> float:
@@ -315,8 +281,8 @@ def measure_cached_search(encoder, config: IndexConfig, video: Path, *, repeats:
     totals, loads = [], []
     for i in range(repeats):
         searcher = FrameSearcher(config, encoder)  # empty memory: the index comes from disk
-        with _Stopwatch() as total:
-            with _Stopwatch() as load:
+        with Stopwatch() as total:
+            with Stopwatch() as load:
                 outcome = searcher.ensure_index(video)
             searcher.search(video, f"{SEARCH_QUERY} {i}", k=5)  # a new text each time: no memoised embedding
         if outcome.source != "disk":
@@ -449,7 +415,7 @@ def run_benchmark(
     if not queue and not folder_videos:
         raise ConfigError("nothing to measure: pass --video PATH or --dir DIR, or leave --minutes above 0 or the bundled clips on")
 
-    with _Stopwatch() as model_load:
+    with Stopwatch() as model_load:
         encoder = load_clip(settings)
     emit({"measure": "model_load", "model": encoder.model_id, "device": encoder.device,
           "precision": encoder.precision, "seconds": round(model_load.wall, 3)})

@@ -95,26 +95,8 @@ def index_videos(
     """Index ``videos`` (cache hits are only loaded); a video that fails is a result with an error, not a stop."""
     if decode_workers < 0:
         raise SleuthError(f"decode workers must be 0 (in-process) or more, got {decode_workers}")
-    results: list[VideoResult] = []
-    pending: dict[str, list[VideoResult]] = {}  # cache key -> the videos with that content, first builds
     report = on_result or (lambda result: None)
-
-    for number, video in enumerate(videos):
-        result = VideoResult(number, Path(video))
-        results.append(result)
-        try:
-            path, key, outcome, reason = searcher.cached(video)
-        except VideoError as exc:
-            result.error = str(exc)
-            report(result)
-            continue
-        if outcome is not None:
-            result.outcome = outcome
-            report(result)
-            continue
-        result.path, result.rebuilt_reason = path, reason
-        pending.setdefault(key, []).append(result)
-
+    results, pending = split_cached(searcher, videos, report)
     frames_built = 0
     firsts = [group[0] for group in pending.values()]
     if firsts:
@@ -132,14 +114,49 @@ def index_videos(
                 searcher, encoders, firsts, decode_workers, embed_batch, queue_depth, report, on_frames
             ).run()
     build_seconds = time.perf_counter() - build_started if firsts else 0.0
-    for group in pending.values():  # the same content under other names: now in memory
-        for result in group[1:]:
-            try:
-                result.outcome = searcher.ensure_index(result.path)
-            except VideoError as exc:
-                result.error = str(exc)
-            report(result)
+    finish_duplicates(searcher, pending, report)
     return DirectoryRun(results, frames_built, build_seconds)
+
+
+def split_cached(
+    searcher: FrameSearcher, videos: list[Path], report: ResultCallback
+) -> tuple[list[VideoResult], dict[str, list[VideoResult]]]:
+    """Results for every video, those already indexed (or unreadable) reported; the rest grouped by cache key.
+
+    In each group the first video is the one to build; the others have the same content.
+    """
+    results: list[VideoResult] = []
+    pending: dict[str, list[VideoResult]] = {}
+    for number, video in enumerate(videos):
+        result = VideoResult(number, Path(video))
+        results.append(result)
+        try:
+            path, key, outcome, reason = searcher.cached(video)
+        except VideoError as exc:
+            result.error = str(exc)
+            report(result)
+            continue
+        if outcome is not None:
+            result.outcome = outcome
+            report(result)
+            continue
+        result.path, result.rebuilt_reason = path, reason
+        pending.setdefault(key, []).append(result)
+    return results, pending
+
+
+def finish_duplicates(searcher: FrameSearcher, pending: dict[str, list[VideoResult]], report: ResultCallback) -> None:
+    """Videos with the same content as one just built: their index is now in memory."""
+    for group in pending.values():
+        for result in group[1:]:
+            if group[0].error is not None:
+                result.error = group[0].error
+            else:
+                try:
+                    result.outcome = searcher.ensure_index(result.path)
+                except VideoError as exc:
+                    result.error = str(exc)
+            report(result)
 
 
 def _encoders(searcher: FrameSearcher) -> list:
