@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,8 @@ def index_videos_ray(
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = False  # sleuth shows its own progress
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     batch = embed_batch or (DEFAULT_EMBED_BATCH_GPU if gpus else config.batch_size)
     items = [{"job": job, "path": str(result.path)} for job, result in firsts.items()]
@@ -150,7 +152,7 @@ def index_videos_ray(
         fn_constructor_kwargs={"loader": loader},
         batch_size=batch,
         batch_format="numpy",
-        concurrency=max(1, gpus),
+        compute=ray.data.ActorPoolStrategy(size=max(1, gpus)),
         **embed_options,
     )
 
