@@ -27,3 +27,19 @@ def assert_resumes_with_nothing_to_do(args: list[str], capsys, server) -> dict:
     assert summary["ran"] == 0 and summary["already_done"] == summary["questions"] > 0, summary
     assert len(server.requests) == before
     return summary
+
+
+def mmrv_sample(folder, video, n: int):
+    """``(questions file, videos folder, records)``: the first ``n`` MMR-V sample records, each video a link to ``video``."""
+    import os
+    from pathlib import Path
+
+    records = json.loads((Path(__file__).parent / "data" / "mmrv_sample_questions.json").read_text(encoding="utf-8"))[:n]
+    videos = Path(folder) / "videos"
+    videos.mkdir(exist_ok=True)
+    for record in records:
+        if not (videos / record["video"]).exists():
+            os.symlink(video, videos / record["video"])
+    data = Path(folder) / "questions.json"
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return data, videos, records

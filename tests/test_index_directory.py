@@ -51,27 +51,19 @@ def test_a_killed_decoding_process_fails_its_video_and_the_others_finish(tmp_pat
 
     videos = sorted(p for p in clip_dir.iterdir() if p.name != "broken.mp4")
     killed = []
-    real_start = engine._ProcessEngine._collect
+    real_handle = engine._ProcessEngine._handle
 
-    def collect_and_kill(self, work):
-        # Kill the first decoder as soon as it announces a video: that video fails, the rest are built.
-        real_get = self.results.get
+    def handle_and_kill(self, message):
+        # Kill the first decoder as soon as it announces a video: one video fails, the rest are built.
+        real_handle(self, message)
+        if message[0] == "start" and not killed:
+            killed.append(message[2])
+            os.kill(message[2], signal.SIGKILL)
 
-        def get(*args, **kwargs):
-            message = real_get(*args, **kwargs)
-            if message[0] == "start" and not killed:
-                killed.append(message[1])
-                os.kill(message[2], signal.SIGKILL)
-                return get(*args, **kwargs)  # drop its announcement: it never finishes anyway
-            return message
-
-        self.results.get = get
-        return real_start(self, work)
-
-    monkeypatch.setattr(engine._ProcessEngine, "_collect", collect_and_kill)
+    monkeypatch.setattr(engine._ProcessEngine, "_handle", handle_and_kill)
     run = index_videos(searcher_for(tmp_path, "killed", tiny_clip_model), videos, decode_workers=2, embed_batch=8)
     errors = [r for r in run.results if r.error]
-    assert len(errors) == 1 and "decoding process exited" in errors[0].error
+    assert killed and len(errors) == 1 and "decoding process exited (code -9)" in errors[0].error
     assert sum(1 for r in run.results if r.outcome is not None) == len(videos) - 1
 
 

@@ -133,7 +133,7 @@ def index_command(
         decode_threads=decode_threads,
     )
     if engine == "ray":
-        from tools.ray_index import require_ray
+        from sleuth.ray_support import require_ray
 
         require_ray()  # before anything slow: a missing extra is a one-line error
     listing = expand_video_paths(videos)

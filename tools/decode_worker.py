@@ -3,9 +3,9 @@
 ``tools.index_directory`` starts several of these; each takes one video at a
 time from a task queue, samples it as ``build_frame_index`` does
 (``Video.fps_indices``, ``Video.scan``), prepares the frames for the model
-with a ``PixelPrep`` (no model in this process) and puts batches on a
-bounded result queue, so decoding never runs more than the queue ahead of
-the model. Messages, all tuples:
+with a ``PixelPrep`` (no model in this process) and sends batches back on
+its pipe (or a bounded queue), so decoding never runs far ahead of the
+model. Messages, all tuples:
 
 - ``("start", job, pid, video meta as a dict, frames to decode, decoder used)``
 - ``("batch", job, seq, indices, timestamps, uint8 pixels (N, S, S, 3) or None, skipped)``
@@ -66,8 +66,13 @@ def one_line(exc: BaseException, path: Path) -> str:
 
 
 def run(tasks, results, prep, settings: DecodeSettings) -> None:
-    """Process entry point: decode jobs ``(job, path)`` from ``tasks`` until it yields None."""
+    """Process entry point: decode jobs ``(job, path)`` from ``tasks`` until it yields None.
+
+    ``results`` is this process's own pipe (``send``) or a queue shared with others (``put``).
+    """
     from tools.video_scan import torch_threads
+
+    send = getattr(results, "send", None) or results.put
 
     with torch_threads(1):  # one core per decoding process: the processes are the parallelism
         while True:
@@ -77,6 +82,6 @@ def run(tasks, results, prep, settings: DecodeSettings) -> None:
             job, path = task
             try:
                 for message in video_batches(Path(path), prep, settings):
-                    results.put((message[0], job, *message[2:]))
+                    send((message[0], job, *message[2:]))
             except Exception as exc:  # reported for this video; the process goes on with the next
-                results.put(("error", job, one_line(exc, Path(path))))
+                send(("error", job, one_line(exc, Path(path))))

@@ -1,14 +1,15 @@
 """Index many videos at once: ``sleuth index DIR`` at the machine's limit.
 
-With ``decode_workers=0`` videos are indexed one after the other, each by
-``build_frame_index`` (on a CPU that pipeline already keeps every core busy:
-decoding and the model share them). With ``decode_workers=N`` (the default
-where the model runs on an accelerator) N processes decode different videos
-at once (``tools.decode_worker``) and one embedding thread per device takes
-their batches, several videos' frames to one model call, up to
-``embed_batch`` frames. Memory stays bounded: the result queue holds at most
-``queue_depth`` batches, the embedding threads one group each, and a video's
-pixels are let go as soon as they are embedded.
+With ``decode_workers=0`` (or a single video to build) videos are indexed
+one after the other, each by ``build_frame_index``, whose threads share the
+cores between decoding and the model. With ``decode_workers=N`` (the
+default: every core, or every core but one where the model runs on an
+accelerator) N processes decode different videos at once
+(``tools.decode_worker``) and one embedding thread per device takes their
+batches, several videos' frames to one model call, up to ``embed_batch``
+frames. Memory stays bounded: each decoder waits on its pipe
+while the model is behind, the embedding threads hold one group each, and a
+video's pixels are let go as soon as they are embedded.
 
 Every engine ends in ``assemble_index`` and ``FrameSearcher.store``, so the
 cache entries are the ones ``sleuth index VIDEO`` writes.
@@ -59,16 +60,13 @@ ResultCallback = Callable[[VideoResult], None]
 
 
 def default_decode_workers(device: str, cores: int | None = None) -> int:
-    """Decoding processes for ``--decode-workers 0``-means-auto callers.
-
-    On a CPU, none: the in-process pipeline already shares the cores between
-    decoding and the model, and more processes would only take cores from
-    the model. On an accelerator, every core but one (which feeds the device).
-    """
-    if device == "cpu":
-        return 0
+    """Decoding processes where the user chose none: every core but one on an accelerator (that one feeds
+    it), every core on a CPU (the model's threads and the decoders then share them; measured faster over a
+    folder than one video at a time, whose first batch decodes and last embeds alone). 0 on one core."""
     cores = cores or available_cores()
-    return max(1, cores - 1)
+    if device != "cpu":
+        return max(1, cores - 1)
+    return cores if cores >= 2 else 0
 
 
 def embedding_devices(device: str) -> list[str]:
@@ -87,7 +85,6 @@ def index_videos(
     *,
     decode_workers: int = 0,
     embed_batch: int | None = None,
-    queue_depth: int | None = None,
     on_result: ResultCallback | None = None,
     on_frames: FramesCallback | None = None,
     encoders: list | None = None,
@@ -102,7 +99,7 @@ def index_videos(
     if firsts:
         searcher.encoder  # loaded before the clock starts: loading a model is not indexing speed
     build_started = time.perf_counter()
-    if firsts and decode_workers == 0:
+    if firsts and (decode_workers == 0 or len(firsts) == 1):  # one video: its own pipeline is the fastest
         frames_built = _in_process(searcher, firsts, report, on_frames)
     elif firsts:
         encoders = encoders or _encoders(searcher)
@@ -111,7 +108,7 @@ def index_videos(
         else:
             build_started = time.perf_counter()
             frames_built = _ProcessEngine(
-                searcher, encoders, firsts, decode_workers, embed_batch, queue_depth, report, on_frames
+                searcher, encoders, firsts, decode_workers, embed_batch, report, on_frames
             ).run()
     build_seconds = time.perf_counter() - build_started if firsts else 0.0
     finish_duplicates(searcher, pending, report)
@@ -197,6 +194,7 @@ JOBS_AHEAD = 2  # videos given to a decoder at once: the next is waiting when it
 class _Decoder:
     process: object
     tasks: object  # its own task queue
+    reader: object  # the reading end of its own pipe back
     held: deque[int] = field(default_factory=deque)  # videos given to it and not finished, in its order
 
 
@@ -217,14 +215,13 @@ class _Job:
 class _ProcessEngine:
     """Decoding processes feeding one embedding thread per device; see the module docstring."""
 
-    def __init__(self, searcher, encoders, firsts, workers, embed_batch, depth, report, on_frames):
+    def __init__(self, searcher, encoders, firsts, workers, embed_batch, report, on_frames):
         self.searcher = searcher
         self.encoders = encoders
         self.jobs = {k: _Job(result) for k, result in enumerate(firsts)}
         self.workers = max(1, min(workers, len(firsts)))
         on_device = not encoders[0].device == "cpu"
         self.embed_batch = embed_batch or (DEFAULT_EMBED_BATCH_GPU if on_device else searcher.config.batch_size)
-        self.depth = depth or max(4, 2 * self.workers)
         self.report = report
         self.on_frames = on_frames or (lambda done, total: None)
         self.lock = threading.Lock()
@@ -240,10 +237,11 @@ class _ProcessEngine:
 
         context = multiprocessing.get_context("spawn")  # torch's threads in this process make fork unsafe
         self.context = context
-        self.results = context.Queue(maxsize=self.depth)
         self.backlog: deque[int] = deque(self.jobs)
-        # Each decoder has its own task queue and at most JOBS_AHEAD videos given to it, so the videos a
-        # decoder held when it died are known: the first fails, the others go to its replacement.
+        # Each decoder has its own task queue, at most JOBS_AHEAD videos given to it, and its own pipe
+        # back: a decoder that dies (even halfway through a message) ends only its own pipe, and the
+        # videos it held are known: the first fails, the others go to its replacement. A pipe holds
+        # little, so a decoder waits while the model is behind: memory stays bounded.
         self.decoders = [self._start_decoder() for _ in range(self.workers)]
         work: queue.Queue = queue.Queue(maxsize=len(self.encoders))
         threads = [
@@ -268,14 +266,16 @@ class _ProcessEngine:
         from tools import decode_worker
 
         tasks = self.context.Queue()
+        reader, writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=decode_worker.run,
-            args=(tasks, self.results, self.encoders[0].pixel_prep, self.settings),
+            args=(tasks, writer, self.encoders[0].pixel_prep, self.settings),
             name="sleuth-decode",
             daemon=True,
         )
         process.start()
-        decoder = _Decoder(process, tasks)
+        writer.close()  # the decoder holds the only writing end: its death is the pipe's end
+        decoder = _Decoder(process, tasks, reader)
         self._feed(decoder)
         return decoder
 
@@ -303,7 +303,7 @@ class _ProcessEngine:
                 decoder.process.terminate()
                 decoder.process.join(timeout=5)
             decoder.tasks.cancel_join_thread()
-        self.results.cancel_join_thread()
+            decoder.reader.close()
 
     def _open_jobs(self) -> int:
         with self.lock:
@@ -311,58 +311,66 @@ class _ProcessEngine:
 
     def _collect(self, work: queue.Queue) -> None:
         """Take the decoders' messages, group batches for the model, notice dead decoders."""
+        from multiprocessing.connection import wait
+
         group: list[tuple[int, int, list[int], list[float], np.ndarray, list]] = []
         frames = 0
         while self._open_jobs() and not self.failure:
-            try:
-                message = self.results.get(timeout=0.2 if not group else 0.005)
-            except queue.Empty:
+            readers = {decoder.reader: decoder for decoder in self.decoders}
+            ready = wait(list(readers), timeout=0.2 if not group else 0.005)
+            if not ready:
                 if group:  # nothing more right now: the model should not wait for a full group
                     work.put(group)
                     group, frames = [], 0
-                else:
-                    self._check_decoders()
                 continue
-            kind, job_id = message[0], message[1]
-            job = self.jobs[job_id]
-            if kind == "start":
-                _, _, job.pid, job.meta, job.total, job.decoder = message
-                job.started = time.perf_counter()
-                self.on_frames(0, job.total)
-            elif kind == "batch":
-                _, _, seq, indices, timestamps, pixels, skipped = message
-                if pixels is None:
-                    self._record(job_id, seq, timestamps, None, skipped)
+            for reader in ready:
+                try:
+                    message = reader.recv()
+                except (EOFError, OSError):
+                    self._replace(readers[reader])
                     continue
-                group.append((job_id, seq, indices, timestamps, pixels, skipped))
-                frames += len(indices)
-                if frames >= self.embed_batch:
-                    work.put(group)
-                    group, frames = [], 0
-            elif kind == "end":
-                self._released(job_id)
-                with self.lock:
-                    job.sent = message[2]
-                self._maybe_finish(job_id)
-            elif kind == "error":
-                self._released(job_id)
-                self._fail(job_id, message[2])
+                if message[0] == "batch" and message[5] is not None:
+                    group.append(message[1:])
+                    frames += len(message[3])
+                    if frames >= self.embed_batch:
+                        work.put(group)
+                        group, frames = [], 0
+                else:
+                    self._handle(message)
         if group and not self.failure:
             work.put(group)
 
-    def _check_decoders(self) -> None:
-        """A decoder that died (killed, crashed in a native library) fails its video; a new one takes its place."""
-        for k, decoder in enumerate(self.decoders):
-            if decoder.process.is_alive():
-                continue
-            held = list(decoder.held)
-            decoder.held.clear()
-            decoder.tasks.cancel_join_thread()
-            if held:
-                code = decoder.process.exitcode
-                self._fail(held[0], f"the decoding process exited (code {code}): {self.jobs[held[0]].result.path}")
-                self.backlog.extendleft(reversed(held[1:]))
-            self.decoders[k] = self._start_decoder()
+    def _handle(self, message: tuple) -> None:
+        kind, job_id = message[0], message[1]
+        job = self.jobs[job_id]
+        if kind == "start":
+            _, _, job.pid, job.meta, job.total, job.decoder = message
+            job.started = time.perf_counter()
+            self.on_frames(0, job.total)
+        elif kind == "batch":  # only skipped frames: nothing to embed
+            _, _, seq, _, timestamps, _, skipped = message
+            self._record(job_id, seq, timestamps, None, skipped)
+        elif kind == "end":
+            self._released(job_id)
+            with self.lock:
+                job.sent = message[2]
+            self._maybe_finish(job_id)
+        elif kind == "error":
+            self._released(job_id)
+            self._fail(job_id, message[2])
+
+    def _replace(self, decoder: _Decoder) -> None:
+        """A decoder whose pipe ended died (killed, crashed in a native library): its video fails, a new one starts."""
+        decoder.process.join(timeout=5)
+        held = list(decoder.held)
+        decoder.held.clear()
+        decoder.tasks.cancel_join_thread()
+        decoder.reader.close()
+        if held:
+            code = decoder.process.exitcode
+            self._fail(held[0], f"the decoding process exited (code {code}): {self.jobs[held[0]].result.path}")
+            self.backlog.extendleft(reversed(held[1:]))
+        self.decoders[self.decoders.index(decoder)] = self._start_decoder()
 
     # -- embedding
 

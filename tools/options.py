@@ -308,7 +308,7 @@ DecodeWorkersOpt = Annotated[
     typer.Option(
         "--decode-workers",
         help="Processes decoding different videos at once, feeding the model (0: one video at a time, in this "
-        "process; default: 0 where CLIP runs on the CPU, every core but one where it runs on a GPU).",
+        "process; default: every core where CLIP runs on the CPU, every core but one where it runs on a GPU).",
         show_default=False,
         rich_help_panel=PANEL,
     ),

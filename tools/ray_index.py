@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sleuth.errors import ConfigError
+from sleuth.ray_support import require_ray
 from tools.decode_worker import DecodeSettings, one_line, video_batches
 from tools.frame_index import assemble_index
 from tools.index_directory import (
@@ -39,16 +40,6 @@ from tools.search import FrameSearcher
 from tools.video import VideoError, VideoMeta
 
 HEADER = -1  # the ``index`` of a video's first row, which carries its meta (or its error) instead of a frame
-
-
-def require_ray():
-    """The ``ray`` module, or a one-line error saying how to install it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray: pip install 'sleuth[ray]'") from None
-    return ray
 
 
 # --------------------------------------------------------------------------- the stages (run on Ray workers)
