@@ -152,6 +152,10 @@ def run_sharded(
         outcomes: list[dict[str, Any]] = []
         if groups:
             if not ray.is_initialized():
+                key = spec.backend.api_key
+                if key is not None and "OPENAI_API_KEY" not in os.environ:
+                    # a Ray started here: its workers inherit this environment, the key stays out of files
+                    os.environ["OPENAI_API_KEY"] = key.get_secret_value()
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
             task = ray.remote(run_shard).options(max_retries=task_retries, num_cpus=1)
             data = spec_for_workers(spec)

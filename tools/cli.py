@@ -205,6 +205,7 @@ def index_command(
         "failed": failed,
         "frames_built": run.frames_built,
         "seconds": round(time.perf_counter() - started, 3),
+        "startup_s": round(run.startup_seconds, 3),  # decoding processes starting
         # Over the building itself (model loading and cache hits left out), across all videos at once.
         "frames_per_s": round(run.frames_built / run.build_seconds, 2) if run.build_seconds > 0 and run.frames_built else None,
     }

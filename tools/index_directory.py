@@ -52,7 +52,8 @@ class VideoResult:
 class DirectoryRun:
     results: list[VideoResult]
     frames_built: int
-    build_seconds: float  # wall time from the first decoded frame to the last index written
+    build_seconds: float  # wall time from the first video opened to the last index written
+    startup_seconds: float = 0.0  # before that: decoding processes starting (imports), not indexing
 
 
 FramesCallback = Callable[[int, int], None]  # (frames just embedded, frames just added to the total)
@@ -99,6 +100,7 @@ def index_videos(
     if firsts:
         searcher.encoder  # loaded before the clock starts: loading a model is not indexing speed
     build_started = time.perf_counter()
+    startup = 0.0
     if firsts and (decode_workers == 0 or len(firsts) == 1):  # one video: its own pipeline is the fastest
         frames_built = _in_process(searcher, firsts, report, on_frames)
     elif firsts:
@@ -107,12 +109,14 @@ def index_videos(
             frames_built = _in_process(searcher, firsts, report, on_frames)
         else:
             build_started = time.perf_counter()
-            frames_built = _ProcessEngine(
-                searcher, encoders, firsts, decode_workers, embed_batch, report, on_frames
-            ).run()
+            engine = _ProcessEngine(searcher, encoders, firsts, decode_workers, embed_batch, report, on_frames)
+            frames_built = engine.run()
+            if engine.first_video_at is not None:
+                startup = engine.first_video_at - build_started
+                build_started = engine.first_video_at
     build_seconds = time.perf_counter() - build_started if firsts else 0.0
     finish_duplicates(searcher, pending, report)
-    return DirectoryRun(results, frames_built, build_seconds)
+    return DirectoryRun(results, frames_built, build_seconds, startup)
 
 
 def split_cached(
@@ -227,6 +231,7 @@ class _ProcessEngine:
         self.lock = threading.Lock()
         self.failure: list[BaseException] = []
         self.frames_built = 0
+        self.first_video_at: float | None = None
         config = searcher.config
         self.settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto", config.decode_threads)
 
@@ -346,6 +351,8 @@ class _ProcessEngine:
         if kind == "start":
             _, _, job.pid, job.meta, job.total, job.decoder = message
             job.started = time.perf_counter()
+            if self.first_video_at is None:
+                self.first_video_at = job.started
             self.on_frames(0, job.total)
         elif kind == "batch":  # only skipped frames: nothing to embed
             _, _, seq, _, timestamps, _, skipped = message
