@@ -258,7 +258,7 @@ def eval_command(
     for path, reason in list(preflight.unusable_videos.items())[:5]:
         console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False, soft_wrap=True)
 
-    if engine != "local":
+    if engine != "local" and not dry_run:  # --dry-run: the local preflight, against --base-url
         _run_on_ray(console, spec, engine=engine, shards=shards, servers=server, json_output=json_output)
     run = prepare(spec, benchmark_, dataset)
     check_backends({"model": run.backend, "perception model": run.perception_backend}, preflight)

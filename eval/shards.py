@@ -29,7 +29,7 @@ from eval.run_lock import RunDirectoryLock
 from eval.runner import ResultsWriter, by_video, read_finished, select_pending
 from eval.servers import choose_server
 from eval.spec import RunSpec, load_dataset, write_spec
-from sleuth.errors import ConfigError
+from sleuth.errors import ConfigError, SleuthError
 from sleuth.ray_support import require_ray
 
 SHARDS_DIR = "shards"
@@ -123,6 +123,14 @@ def merge_shards(run_dir: Path) -> int:
     return merged
 
 
+def _inherit_identity(run_dir: Path, folder: Path) -> None:
+    """A shard starts from the run's config.json, so the runner refuses a shard that is not the same run."""
+    main_config = Path(run_dir) / CONFIG_FILE
+    if main_config.exists() and not (folder / CONFIG_FILE).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(main_config, folder / CONFIG_FILE)
+
+
 def _same(old: ResultRow | None, new: ResultRow) -> bool:
     return old is not None and old.model_dump(mode="json") == new.model_dump(mode="json")
 
@@ -157,12 +165,19 @@ def run_sharded(
                     # a Ray started here: its workers inherit this environment, the key stays out of files
                     os.environ["OPENAI_API_KEY"] = key.get_secret_value()
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            for k in range(len(groups)):
+                _inherit_identity(run_dir, shard_dir(run_dir, k))
             task = ray.remote(run_shard).options(max_retries=task_retries, num_cpus=1)
             data = spec_for_workers(spec)
             refs = [task.remote(data, k, ids, list(servers or [])) for k, ids in enumerate(groups)]
             try:
                 for ref in refs:
-                    outcomes.append(ray.get(ref))
+                    try:
+                        outcomes.append(ray.get(ref))
+                    except ray.exceptions.RayTaskError as exc:
+                        if isinstance(exc.cause, SleuthError):
+                            raise exc.cause from None  # sleuth's own one-line error, not a remote traceback
+                        raise
                     if on_shard is not None:
                         on_shard(outcomes[-1])
             finally:

@@ -155,6 +155,13 @@ def test_rows_a_stopped_run_left_in_its_shards_are_merged_not_asked_again(
     assert len(second.requests) == QUESTIONS - 3
     assert rows(tmp_path / "sharded") == rows(local)
 
+    # another model in the same run directory is refused, as a local run refuses it
+    results = tmp_path / "sharded" / RESULTS_FILE
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:-1]))  # one question left to run
+    other = spec.model_copy(update={"backend": spec.backend.model_copy(update={"model": "other-model"})})
+    with pytest.raises(ConfigError, match="model='fake-model', not 'other-model'"):
+        run_sharded(other, shards=1, servers=[second.base_url])
+
 
 def test_eval_command_on_ray(ray_session, capsys, tmp_path, servers, questions):
     first, second = servers
