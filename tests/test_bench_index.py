@@ -139,3 +139,18 @@ def test_memory_probe_prints_one_row_per_build(capsys, synthetic_video, tiny_cli
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()[1:]]
     assert [(r["fps"], r["build"], r["frames"]) for r in rows] == [(1, 1, 4), (1, 2, 4), (5, 1, 20), (5, 2, 20)]
     assert all(r["peak_mb"] >= r["rss_before_mb"] > 0 for r in rows)
+
+
+def test_quick_is_one_round_without_bundled_clips_or_search(capsys, tmp_path, tiny_clip_model):
+    from tests.video_fixtures import make_synthetic_video
+
+    folder = tmp_path / "videos"
+    for k in range(2):
+        make_synthetic_video(folder / f"v{k}.mp4", n_frames=20)
+    code, out, _ = run(capsys, ["--quick", "--json", "--repeat", "3", "--minutes", "0", "--dir", str(folder),
+                                "--clip-model", tiny_clip_model, "--fps", "5", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    records = json_lines(out)
+    summary = records[-1]
+    assert summary["settings"]["repeat"] == 1 and summary["videos"] == [] and summary["search"] is None
+    assert [r["round"] for r in records if r["measure"] == "directory_pipeline"] == [1]
