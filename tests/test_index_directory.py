@@ -91,16 +91,6 @@ def test_index_command_with_decoding_processes(capsys, tmp_path, clip_dir, tiny_
     assert "5/5" in err and "32/32" in err  # videos and frames over the whole directory
 
 
-def test_engine_ray_without_ray_is_one_line(capsys, tmp_path, clip_dir, tiny_clip_model, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    code, out, err = sleuth(capsys, "index", clip_dir, "--engine", "ray", "--clip-model", tiny_clip_model,
-                             "--random-weights", "--cache-dir", tmp_path / "cache")
-    assert code == 2 and "pip install 'sleuth[ray]'" in err and "Traceback" not in err
-    assert not (tmp_path / "cache" / "frame-index").exists()
-
-
 def test_engine_must_be_local_or_ray(capsys, tmp_path, clip_dir):
     code, _, err = sleuth(capsys, "index", clip_dir, "--engine", "spark", "--cache-dir", tmp_path / "cache")
     assert code == 2 and "--engine" in err and "local or ray" in err
