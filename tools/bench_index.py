@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
