@@ -211,6 +211,23 @@ def eval_command(
     cache_dir: CacheDirOpt = None,
     frame_fit: FrameFitOpt = DEFAULT_FRAME_FIT,
     clip_device: ClipDeviceOpt = "auto",
+    # -- scale (Ray)
+    engine: Annotated[
+        str,
+        typer.Option("--engine", rich_help_panel=EVAL_PANEL,
+                     help="local (this process, the default) or ray: the questions in --shards shards, each run "
+                     "by a Ray worker rebuilt from the run specification (pip install 'sleuth[ray]')."),
+    ] = "local",
+    shards: Annotated[
+        int, typer.Option("--shards", min=1, rich_help_panel=EVAL_PANEL,
+                          help="--engine ray: shards of questions (whole videos each), one Ray task each."),
+    ] = 2,
+    server: Annotated[
+        Optional[list[str]],
+        typer.Option("--server", rich_help_panel=EVAL_PANEL, show_default=False,
+                     help="--engine ray: a model server of the pool the workers share (repeatable), or a file of "
+                     "them, one URL a line; each worker takes a healthy one (default: --base-url)."),
+    ] = None,
 ) -> None:
     """Run a method over a benchmark's questions and record one result row per question.
 
@@ -241,6 +258,8 @@ def eval_command(
     for path, reason in list(preflight.unusable_videos.items())[:5]:
         console.print(f"[yellow]unusable video:[/] {path}: {reason}", highlight=False, soft_wrap=True)
 
+    if engine != "local" and not dry_run:  # --dry-run: the local preflight, against --base-url
+        _run_on_ray(console, spec, engine=engine, shards=shards, servers=server, json_output=json_output)
     run = prepare(spec, benchmark_, dataset)
     check_backends({"model": run.backend, "perception model": run.perception_backend}, preflight)
     if run.searcher is not None:
@@ -364,6 +383,32 @@ def _given_by_user(ctx: typer.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     # compared by name: typer may ship its own copy of click's ParameterSource enum
     return source is not None and getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _run_on_ray(console: Any, spec: Any, *, engine: str, shards: int, servers: list[str] | None,
+                json_output: bool) -> None:
+    """``--engine ray``: the run as shards on Ray workers (eval.shards); exits with the run's code."""
+    from eval.servers import read_servers
+    from eval.shards import run_sharded
+    from sleuth.errors import ConfigError
+
+    if engine != "ray":
+        raise ConfigError(f"invalid --engine {engine!r}: expected local or ray")
+    pool = read_servers(list(servers or [])) or ([spec.backend.base_url] if spec.backend.base_url else [])
+    summary = run_sharded(spec, shards=shards, servers=pool,
+                          on_shard=None if json_output else lambda done: console.print(
+                              f"shard {done['shard']}: {done['ran']} run ({done['ok']} ok, {done['errors']} errors)",
+                              highlight=False))
+    if json_output:
+        _print_json({**summary.model_dump(mode="json"), "exit_code": summary.exit_code})
+    else:
+        console.print(
+            f"[bold]{summary.run_dir}[/]: {summary.questions} questions, {summary.already_done} already done, "
+            f"{summary.ran} run now on {summary.shards} shards ({summary.ok} ok, {summary.errors} errors)",
+            highlight=False, soft_wrap=True,
+        )
+        console.print(f"score it with: sleuth score {summary.run_dir}", highlight=False, soft_wrap=True)
+    raise typer.Exit(summary.exit_code)
 
 
 def _print_run_summary(console: Any, summary: Any) -> None:

@@ -46,3 +46,9 @@ def mmrv_dataset(tmp_path: Path, video: Path, n: int, name: str = "questions.jso
     data = tmp_path / name
     data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     return data, videos
+
+
+def mmrv_sample(folder, video, n: int):
+    """``(questions file, videos folder, records)``: ``mmrv_dataset`` with the records themselves."""
+    data, videos = mmrv_dataset(Path(folder), video, n)
+    return data, videos, json.loads(data.read_text(encoding="utf-8"))

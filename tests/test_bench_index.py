@@ -24,10 +24,21 @@ def base_args(video, tiny_clip_model, tmp_path) -> list[str]:
             "--fps", "5", "--cache-dir", str(tmp_path / "cache")]
 
 
+def json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_json_has_every_headline_figure_and_rounds(capsys, synthetic_video, tiny_clip_model, tmp_path):
     code, out, _ = run(capsys, ["--json", "--repeat", "2", *base_args(synthetic_video, tiny_clip_model, tmp_path)])
     assert code == 0
-    result = json.loads(out)
+    records = json_lines(out)
+    # each figure is printed as it is measured: the model load, 4 stages x 2 rounds, the video, then the summary
+    assert [r["measure"] for r in records] == ["model_load"] + ["stage"] * 8 + ["video", "summary"]
+    assert [(r["stage"], r["round"]) for r in records[1:9]] == [
+        (stage, k) for k in (1, 2) for stage in ("decode", "embed", "sequential", "pipeline")
+    ]
+    result = records[-1]
+    assert records[-2] == {"measure": "video", **result["videos"][0]}
     assert set(HEADLINE) <= set(result)
     assert result["cached_search_s"] is None  # --no-search
     row = result["videos"][0]
@@ -44,6 +55,38 @@ def test_json_has_every_headline_figure_and_rounds(capsys, synthetic_video, tiny
     assert row["pipeline_vs_sequential"] == pytest.approx(row["pipeline_fps"] / row["sequential_fps"], rel=0.01)
     assert result["labels"] == ["random-weights"]
     assert result["settings"]["repeat"] == 2
+    # each stage line is the round's own figure; the video's figure is the best of them
+    decode_lines = [r["fps"] for r in records if r.get("stage") == "decode"]
+    assert decode_lines == row["rounds_fps"]["decode"]
+
+
+def test_a_folder_is_measured_as_a_whole_against_its_bound(capsys, tmp_path, tiny_clip_model):
+    from tests.video_fixtures import make_synthetic_video
+
+    folder = tmp_path / "videos"
+    for k in range(3):
+        make_synthetic_video(folder / f"v{k}.mp4", n_frames=30 + 10 * k)
+    args = ["--json", "--minutes", "0", "--no-bundled", "--no-search", "--dir", str(folder), "--clip-model",
+            tiny_clip_model, "--fps", "5", "--cache-dir", str(tmp_path / "cache"), "--decode-workers", "0",
+            "--decode-workers", "1"]
+    code, out, _ = run(capsys, args)
+    assert code == 0
+    records = json_lines(out)
+    assert [r["measure"] for r in records] == [
+        "model_load", "directory_decode", "directory_embed", "directory_pipeline", "directory_pipeline",
+        "directory", "summary",
+    ]
+    folder_figures = records[-2]
+    assert records[-1]["directory"] == folder_figures and records[-1]["videos"] == []
+    assert records[1]["frames"] == folder_figures["frames"] == 15 + 20 + 25  # 3, 4 and 5 s at 5 fps
+    assert [p["decode_workers"] for p in folder_figures["pipelines"]] == [0, 1]
+    assert all(p["frames"] == 60 and p["failed"] == 0 for p in folder_figures["pipelines"])
+    # on a CPU the bound is the core-sharing one, computed from the CPU seconds both stages took alone
+    assert folder_figures["bound"] == "core" and folder_figures["device"] == "cpu"
+    cpu_ms = folder_figures["decode_cpu_ms_per_frame"] + folder_figures["embed_cpu_ms_per_frame"]
+    assert folder_figures["core_bound_fps"] == pytest.approx(1000 * folder_figures["cores"] / cpu_ms, rel=0.01)
+    for figures in folder_figures["pipelines"]:
+        assert figures["vs_bound"] == pytest.approx(figures["fps"] / folder_figures["bound_fps"], rel=0.01)
 
 
 def test_table_labels_random_weights(capsys, synthetic_video, tiny_clip_model, tmp_path):
@@ -71,6 +114,7 @@ def test_cached_search_reads_the_index_from_disk(synthetic_video, tiny_clip_mode
         (["--decoder", "fast"], "invalid --decoder"),
         (["--minutes", "0", "--no-bundled"], "nothing to measure"),
         (["--minutes", "0", "--no-bundled", "--video", "/no/such/clip.mp4"], "video not found"),
+        (["--minutes", "0", "--no-bundled", "--dir", "/no/such/folder"], "is not a folder"),
     ],
 )
 def test_bad_input_is_one_line(capsys, args, message, tiny_clip_model, tmp_path):
@@ -95,3 +139,18 @@ def test_memory_probe_prints_one_row_per_build(capsys, synthetic_video, tiny_cli
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()[1:]]
     assert [(r["fps"], r["build"], r["frames"]) for r in rows] == [(1, 1, 4), (1, 2, 4), (5, 1, 20), (5, 2, 20)]
     assert all(r["peak_mb"] >= r["rss_before_mb"] > 0 for r in rows)
+
+
+def test_quick_is_one_round_without_bundled_clips_or_search(capsys, tmp_path, tiny_clip_model):
+    from tests.video_fixtures import make_synthetic_video
+
+    folder = tmp_path / "videos"
+    for k in range(2):
+        make_synthetic_video(folder / f"v{k}.mp4", n_frames=20)
+    code, out, _ = run(capsys, ["--quick", "--json", "--repeat", "3", "--minutes", "0", "--dir", str(folder),
+                                "--clip-model", tiny_clip_model, "--fps", "5", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    records = json_lines(out)
+    summary = records[-1]
+    assert summary["settings"]["repeat"] == 1 and summary["videos"] == [] and summary["search"] is None
+    assert [r["round"] for r in records if r["measure"] == "directory_pipeline"] == [1]

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from agent.trace import Trace
 from eval.results import RESULTS_FILE
 from sleuth.cli import main
+from tests.cli_helpers import mmrv_sample
 from tests.fake_openai import Call, ToolCalls
-
-SAMPLE = Path(__file__).parent / "data" / "mmrv_sample_questions.json"
 
 
 def test_agent_method_writes_rows_and_traces(fake_openai, synthetic_video, tiny_clip_model, tmp_path, capsys):
-    records = json.loads(SAMPLE.read_text(encoding="utf-8"))[:3]  # two videos, three questions
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for record in records:
-        if not (videos / record["video"]).exists():
-            os.symlink(synthetic_video, videos / record["video"])
-    data = tmp_path / "questions.json"
-    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    data, videos, records = mmrv_sample(tmp_path, synthetic_video, 3)  # two videos, three questions
 
     def agent_script(body):
         # search once, then answer "B" citing the first hit

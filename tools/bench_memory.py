@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = make_index_config(clip_model=args.clip_model or DEFAULT_CLIP_MODEL, pretrained=None,
                                  random_weights=True, max_frames=1_000_000)
     video = Path(args.video) if args.video else cached_footage(
-        settings.resolved_cache_dir() / "bench", minutes=5, size=(1280, 720)
+        settings.resolved_cache_dir() / "footage", minutes=5, size=(1280, 720)
     )
     if _rss_mb("VmRSS") is None or not _reset_peak_rss():
         raise SystemExit("error: needs Linux /proc to read resident memory")

@@ -21,6 +21,8 @@ from tools.options import (
     ClipCheckpointOpt,
     ClipModelOpt,
     DecodeThreadsOpt,
+    DecodeWorkersOpt,
+    EngineOpt,
     ClipDeviceOpt,
     FpsOpt,
     FrameFitOpt,
@@ -88,25 +90,33 @@ def index_command(
     batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = 0,
     decode_threads: DecodeThreadsOpt = 1,
+    decode_workers: DecodeWorkersOpt = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Sample each video at --fps, embed the frames with CLIP and cache the index.
 
     Folders are searched recursively for video files. The model is loaded
-    once for all videos; progress shows videos done and frames per second
-    overall, and frames of the current video. A second run on the same file
-    (same content, model and sampling) is a cache hit and decodes nothing.
-    Videos that cannot be read are reported one line each; the others are
-    still indexed, and the exit status is 2.
+    once for all videos; with --decode-workers (the default on a GPU) several
+    videos are decoded at once by worker processes feeding the model.
+    Progress shows videos done and frames per second over the whole run. A
+    second run on the same file (same content, model and sampling) is a
+    cache hit and decodes nothing. Videos that cannot be read are reported
+    one line each; the others are still indexed, and the exit status is 2.
     """
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from sleuth.errors import ConfigError
+    from tools.index_directory import VideoResult, default_decode_workers
     from tools.search import FrameSearcher
-    from tools.video import VideoError
     from tools.video_files import expand_video_paths
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"invalid --engine {engine!r}: expected local or ray")
+    if decode_workers is not None and decode_workers < 0:
+        raise ConfigError(f"invalid --decode-workers {decode_workers}: expected 0 or more")
     config = index_config_from_options(
         clip_model=clip_model,
         pretrained=pretrained,
@@ -122,19 +132,22 @@ def index_command(
         workers=workers,
         decode_threads=decode_threads,
     )
+    if engine == "ray":
+        from sleuth.ray_support import require_ray
+
+        require_ray()  # before anything slow: a missing extra is a one-line error
     listing = expand_video_paths(videos)
     searcher = FrameSearcher(config)
     err = _stderr()
-    rows: list[dict[str, Any]] = []
+    rows: dict[int, dict[str, Any]] = {}
     failed = 0
+    empty_rows = []
     for folder in listing.empty_dirs:
         failed += 1
         message = f"no video files in folder {folder}"
         err.print(f"[red]error:[/] {message}", markup=True, soft_wrap=True, highlight=False)
-        rows.append({"video": str(folder), "error": message})
+        empty_rows.append({"video": str(folder), "error": message})
 
-    built_frames = 0
-    built_seconds = 0.0
     started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
@@ -146,68 +159,59 @@ def index_command(
         transient=False,
     ) as progress:
         overall = progress.add_task("videos", total=len(listing.videos), rate="")
-        current = progress.add_task("", total=None, rate="")
-        for number, video in enumerate(listing.videos, 1):
-            progress.update(current, description=video.name, completed=0, total=None, rate="")
-            video_started = time.perf_counter()
+        frames_task = progress.add_task("frames", total=None, rate="")
+        frame_counts = {"done": 0, "total": 0, "since": None}
 
-            def report(done: int, total: int) -> None:
-                elapsed = time.perf_counter() - video_started
-                rate = f"{done / elapsed:.1f} frames/s" if done and elapsed > 0 else ""
-                progress.update(current, completed=done, total=total, rate=rate)
+        def on_frames(done: int, total: int) -> None:
+            if frame_counts["since"] is None:
+                frame_counts["since"] = time.perf_counter()
+            frame_counts["done"] += done
+            frame_counts["total"] += total
+            elapsed = time.perf_counter() - frame_counts["since"]
+            rate = f"{frame_counts['done'] / elapsed:.1f} frames/s" if frame_counts["done"] and elapsed > 0 else ""
+            progress.update(frames_task, completed=frame_counts["done"], total=frame_counts["total"], rate=rate)
 
-            try:
-                outcome = searcher.ensure_index(video, progress=report)
-            except VideoError as exc:
+        def on_result(result: VideoResult) -> None:
+            nonlocal failed
+            if result.error is not None:
                 failed += 1
-                progress.update(current, total=1, completed=0, description=f"[red]{video.name} (failed)")
-                err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True, highlight=False)
-                rows.append({"video": str(video), "error": str(exc)})
-                progress.update(overall, completed=number)
-                continue
-            index = outcome.index
-            built = outcome.source == "built"
-            if built:
-                # Build time alone: loading the model for the first video is not indexing speed.
-                built_frames += len(index)
-                built_seconds += index.meta.build_s
-            progress.update(current, total=max(1, len(index)), completed=max(1, len(index)))
-            overall_rate = built_frames / built_seconds if built_seconds > 0 else 0.0
-            progress.update(
-                overall, completed=number, rate=f"{overall_rate:.1f} frames/s" if overall_rate else ""
-            )
-            rows.append(
-                {
-                    "video": str(video),
-                    "frames": len(index),
-                    "skipped": [{"index": i, "reason": r} for i, r in index.meta.skipped],
-                    "cache": "hit" if outcome.cache_hit else "miss",
-                    "source": outcome.source,
-                    "rebuilt_reason": outcome.rebuilt_reason,
-                    "cache_path": str(outcome.cache_path),
-                    "reader": index.meta.video.reader,
-                    "decoder": index.meta.decoder or None,
-                    "precision": index.meta.precision or None,
-                    "duration_s": index.meta.video.duration_s,
-                    "seconds": round(outcome.seconds, 3),
-                    "frames_per_s": round(len(index) / index.meta.build_s, 2)
-                    if built and index.meta.build_s > 0
-                    else None,
-                }
-            )
+                err.print(f"[red]error:[/] {result.error}", markup=True, soft_wrap=True, highlight=False)
+                rows[result.number] = {"video": str(listing.videos[result.number]), "error": result.error}
+            else:
+                rows[result.number] = _index_row(listing.videos[result.number], result.outcome)
+            progress.update(overall, completed=len(rows))
 
+        if engine == "ray":
+            from tools.ray_index import index_videos_ray
+
+            run = index_videos_ray(searcher, listing.videos, on_result=on_result, on_frames=on_frames)
+        else:
+            from tools.index_directory import index_videos
+
+            if decode_workers is None:
+                decode_workers = default_decode_workers(_device_of(searcher))
+            run = index_videos(
+                searcher, listing.videos, decode_workers=decode_workers, on_result=on_result, on_frames=on_frames
+            )
+        if run.build_seconds > 0 and run.frames_built:
+            progress.update(overall, rate=f"{run.frames_built / run.build_seconds:.1f} frames/s")
+
+    ordered = empty_rows + [rows[number] for number in sorted(rows)]
     labels = searcher.labels
     summary = {
         "videos": len(listing.videos) + len(listing.empty_dirs),
-        "indexed": sum(1 for r in rows if "error" not in r),
-        "built": sum(1 for r in rows if r.get("source") == "built"),
+        "indexed": sum(1 for r in ordered if "error" not in r),
+        "built": sum(1 for r in ordered if r.get("source") == "built"),
         "failed": failed,
-        "frames_built": built_frames,
+        "frames_built": run.frames_built,
         "seconds": round(time.perf_counter() - started, 3),
-        "frames_per_s": round(built_frames / built_seconds, 2) if built_seconds > 0 else None,
+        "startup_s": round(run.startup_seconds, 3),  # decoding processes starting
+        # Over the building itself (model loading and cache hits left out), across all videos at once.
+        "frames_per_s": round(run.frames_built / run.build_seconds, 2) if run.build_seconds > 0 and run.frames_built else None,
     }
+    built_frames = run.frames_built
     if as_json:
-        _print_json({"model": searcher.model_id, "labels": labels, "summary": summary, "videos": rows})
+        _print_json({"model": searcher.model_id, "labels": labels, "summary": summary, "videos": ordered})
     else:
         table = Table(
             title=_title("Frame index", searcher.model_id, labels),
@@ -218,7 +222,7 @@ def index_command(
         )
         for column in ("video", "frames", "skipped", "cache", "reader", "seconds", "entry"):
             table.add_column(column, overflow="fold", justify="right" if column in ("frames", "skipped", "seconds") else "left")
-        for row in rows:
+        for row in ordered:
             if "error" in row:
                 table.add_row(Path(row["video"]).name, "-", "-", "[red]failed[/]", "-", "-", "-")
                 continue
@@ -235,6 +239,32 @@ def index_command(
         _stdout().print(table)
     if failed:
         raise typer.Exit(code=2)
+
+
+def _device_of(searcher) -> str:
+    from tools.clip import resolve_device
+
+    return resolve_device(searcher.config.device)
+
+
+def _index_row(video: Path, outcome) -> dict[str, Any]:
+    index = outcome.index
+    built = outcome.source == "built"
+    return {
+        "video": str(video),
+        "frames": len(index),
+        "skipped": [{"index": i, "reason": r} for i, r in index.meta.skipped],
+        "cache": "hit" if outcome.cache_hit else "miss",
+        "source": outcome.source,
+        "rebuilt_reason": outcome.rebuilt_reason,
+        "cache_path": str(outcome.cache_path),
+        "reader": index.meta.video.reader,
+        "decoder": index.meta.decoder or None,
+        "precision": index.meta.precision or None,
+        "duration_s": index.meta.video.duration_s,
+        "seconds": round(outcome.seconds, 3),
+        "frames_per_s": round(len(index) / index.meta.build_s, 2) if built and index.meta.build_s > 0 else None,
+    }
 
 
 def search_command(

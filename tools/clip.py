@@ -207,20 +207,7 @@ class ClipEncoder:
         None where this model's preprocessing is not a resize + center crop
         that ``pixels_from_frames`` reproduces; use ``preprocess_frames`` then.
         """
-        spec = self._pixel_spec
-        if spec is None or width < 1 or height < 1:
-            return None
-        side = spec.side
-        if self.frame_fit == "pad":  # the long side becomes ``side``; the rest is padding
-            if width >= height:
-                return side, max(1, round(side * height / width))
-            return max(1, round(side * width / height)), side
-        if spec.squash:
-            return side, side
-        # torchvision's Resize(int): the short side becomes ``side``, the long one is truncated.
-        if width <= height:
-            return side, int(side * height / width)
-        return int(side * width / height), side
+        return self.pixel_prep.frame_size(width, height)
 
     def pixels_from_frames(self, frames: list[np.ndarray]):
         """HxWx3 uint8 RGB frames -> uint8 tensor (N, S, S, 3) for ``encode_pixels``.
@@ -229,29 +216,15 @@ class ClipEncoder:
         cropped (or padded); others are resized first. Raises ``ValueError`` where the model's
         preprocessing is not supported (see ``frame_size``).
         """
-        import torch
-
-        from tools.video_scan import resize_rgb
-
-        if not frames:
-            raise ValueError("no frames to preprocess")
-        side = self._pixel_spec.side if self._pixel_spec else 0
-        out = torch.empty((len(frames), side, side, 3), dtype=torch.uint8)
-        for k, frame in enumerate(frames):
-            frame = np.asarray(frame)
-            size = self.frame_size(frame.shape[1], frame.shape[0])
-            if size is None:
-                raise ValueError(f"{self.model_id} needs preprocess_frames")
-            frame = resize_rgb(frame, size)
-            if self.frame_fit == "pad":
-                out[k] = torch.from_numpy(_letterbox(frame, side, self._pad_colour))
-                continue
-            top = int(round((frame.shape[0] - side) / 2.0))
-            left = int(round((frame.shape[1] - side) / 2.0))
-            out[k] = torch.from_numpy(frame[top : top + side, left : left + side])
+        out = self.pixel_prep.pixels_from_frames(frames)
         if self.device.startswith("cuda"):
             out = out.pin_memory()  # lets the copy to the GPU overlap the previous batch
         return out
+
+    @property
+    def pixel_prep(self) -> "PixelPrep":
+        """What ``frame_size`` and ``pixels_from_frames`` need, without the model: decoding processes take a copy."""
+        return PixelPrep(self._pixel_spec, self.frame_fit, self._pad_colour, self.model_id)
 
     def preprocess_frames(self, frames: list[np.ndarray]):
         """HxWx3 uint8 RGB frames -> a CPU float tensor (N, 3, S, S): open_clip's own (PIL) preprocessing."""
@@ -344,6 +317,63 @@ class _PixelSpec:
     squash: bool  # resize to side x side (no crop) instead of short side + center crop
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class PixelPrep:
+    """A model's frame preparation (resize, crop or pad, to uint8), picklable and free of the model.
+
+    ``sleuth index`` hands one to each decoding process, so frames are
+    prepared where they are decoded and travel small.
+    """
+
+    spec: _PixelSpec | None
+    frame_fit: str
+    pad_colour: tuple[int, int, int]
+    model_id: str
+
+    @property
+    def supported(self) -> bool:
+        return self.spec is not None
+
+    def frame_size(self, width: int, height: int) -> tuple[int, int] | None:
+        spec = self.spec
+        if spec is None or width < 1 or height < 1:
+            return None
+        side = spec.side
+        if self.frame_fit == "pad":  # the long side becomes ``side``; the rest is padding
+            if width >= height:
+                return side, max(1, round(side * height / width))
+            return max(1, round(side * width / height)), side
+        if spec.squash:
+            return side, side
+        # torchvision's Resize(int): the short side becomes ``side``, the long one is truncated.
+        if width <= height:
+            return side, int(side * height / width)
+        return int(side * width / height), side
+
+    def pixels_from_frames(self, frames: list[np.ndarray]):
+        import torch
+
+        from tools.video_scan import resize_rgb
+
+        if not frames:
+            raise ValueError("no frames to preprocess")
+        side = self.spec.side if self.spec else 0
+        out = torch.empty((len(frames), side, side, 3), dtype=torch.uint8)
+        for k, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            size = self.frame_size(frame.shape[1], frame.shape[0])
+            if size is None:
+                raise ValueError(f"{self.model_id} needs preprocess_frames")
+            frame = resize_rgb(frame, size)
+            if self.frame_fit == "pad":
+                out[k] = torch.from_numpy(_letterbox(frame, side, self.pad_colour))
+                continue
+            top = int(round((frame.shape[0] - side) / 2.0))
+            left = int(round((frame.shape[1] - side) / 2.0))
+            out[k] = torch.from_numpy(frame[top : top + side, left : left + side])
+        return out
 
 
 def _pixel_spec(model, preprocess) -> _PixelSpec | None:

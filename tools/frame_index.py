@@ -565,11 +565,44 @@ def build_frame_index(
             timestamps, embeddings, skipped = embed_batches(batches, encoder.encode_pixels, total, progress)
         finally:
             batches.close()
+    return assemble_index(
+        video.meta,
+        encoder,
+        timestamps,
+        embeddings,
+        skipped,
+        fps=fps,
+        max_frames=max_frames,
+        decoder=used_decoder,
+        build_s=time.perf_counter() - started,
+        meta_extra=meta_extra,
+    )
+
+
+def assemble_index(
+    video_meta: VideoMeta,
+    encoder,
+    timestamps: np.ndarray,
+    embeddings: np.ndarray,
+    skipped: list[tuple[int, str]],
+    *,
+    fps: float,
+    max_frames: int,
+    decoder: str,
+    build_s: float,
+    meta_extra: dict[str, Any] | None = None,
+) -> FrameIndex:
+    """A built index from its parts: every engine (one video, a directory, Ray) ends here, so their entries agree.
+
+    ``encoder`` needs ``model_id``, ``random_weights``, ``labels`` (and
+    ``precision`` where it has one). Raises ``DecodeError`` when no frame
+    was decoded.
+    """
     if len(timestamps) == 0:
-        reason = skipped[0][1] if skipped else "no frames"
-        raise DecodeError(f"no frame could be decoded for the index ({reason}): {video.path}")
+        reason = sorted(skipped)[0][1] if skipped else "no frames"
+        raise DecodeError(f"no frame could be decoded for the index ({reason}): {video_meta.path}")
     meta = IndexMeta(
-        video=video.meta,
+        video=video_meta,
         model_id=encoder.model_id,
         random_weights=encoder.random_weights,
         labels=list(encoder.labels),
@@ -578,9 +611,9 @@ def build_frame_index(
         dim=int(embeddings.shape[1]),
         n_indexed=int(len(timestamps)),
         skipped=sorted(skipped),
-        build_s=round(time.perf_counter() - started, 3),
+        build_s=round(build_s, 3),
         precision=getattr(encoder, "precision", ""),
-        decoder=used_decoder,
+        decoder=decoder,
         **(meta_extra or {}),
     )
     return FrameIndex(timestamps, embeddings, meta)

@@ -303,3 +303,22 @@ def index_config_from_options(
         frame_fit=frame_fit,
         **extra,
     )
+DecodeWorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--decode-workers",
+        help="Processes decoding different videos at once, feeding the model (0: one video at a time, in this "
+        "process; default: every core where CLIP runs on the CPU, every core but one where it runs on a GPU).",
+        show_default=False,
+        rich_help_panel=PANEL,
+    ),
+]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (this machine, the default) or ray (a Ray Data pipeline on the Ray cluster, or a local one; "
+        "needs pip install 'sleuth[ray]').",
+        rich_help_panel=PANEL,
+    ),
+]

@@ -198,12 +198,54 @@ class FrameSearcher:
                 progress=progress,
                 workers=config.workers or default_workers(encoder.device),
                 decode_threads=config.decode_threads,
-                meta_extra={
-                    "key": key,
-                    "content_sha256": file_sha256(path, memo_dir=self.cache_dir),
-                    "preprocess": PREPROCESS_VERSION,
-                },
+                meta_extra=self.meta_extra(path, key),
             )
+
+    # -- for engines that build many indexes at once (tools.index_directory, tools.ray_index)
+
+    def meta_extra(self, path: Path, key: str) -> dict:
+        """What an entry's meta holds beyond what the build knows: its key, the content hash, the preprocessing."""
+        return {
+            "key": key,
+            "content_sha256": file_sha256(path, memo_dir=self.cache_dir),
+            "preprocess": PREPROCESS_VERSION,
+        }
+
+    def cached(self, video: str | Path) -> tuple[Path, str, IndexOutcome | None, str | None]:
+        """(checked path, cache key, the outcome where the index is in memory or on disk else None,
+        why an entry on disk was not trusted)."""
+        started = time.perf_counter()
+        path = _checked_video_path(video)
+        key = self.cache_key(path)
+        index = self._memory_get(key)
+        target = entry_path(self.cache_dir, key)
+        if index is not None:
+            return path, key, IndexOutcome(index, "memory", target, time.perf_counter() - started), None
+        index, reason = self._load_from_disk(target, path)
+        if index is not None:
+            self._memory_put(key, index)
+            return path, key, IndexOutcome(index, "disk", target, time.perf_counter() - started), None
+        return path, key, None, reason
+
+    def store(
+        self, path: Path, key: str, index: FrameIndex, seconds: float, rebuilt_reason: str | None = None
+    ) -> IndexOutcome:
+        """Write an index built elsewhere to the cache, under the locks ``ensure_index`` takes.
+
+        If another process wrote a sound entry meanwhile, that one is kept and returned.
+        """
+        target = entry_path(self.cache_dir, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock
+
+        with self._key_lock(key), FileLock(str(target.with_suffix(".lock"))):
+            existing, _ = self._load_from_disk(target, path)
+            if existing is not None:
+                self._memory_put(key, existing)
+                return IndexOutcome(existing, "disk", target, seconds)
+            save_frame_index(index, target)
+            self._memory_put(key, index)
+        return IndexOutcome(index, "built", target, seconds, rebuilt_reason)
 
     def _key_lock(self, key: str) -> threading.Lock:
         with self._key_locks_guard:

@@ -115,3 +115,58 @@ def cached_footage(cache_dir: Path, *, minutes: float, size: tuple[int, int], fp
     if not path.is_file():
         make_footage(path, minutes=minutes, size=size, fps=fps, **options)
     return path
+
+
+def cut_segments(source: Path, folder: Path, count: int) -> list[Path]:
+    """Cut ``source`` into ``count`` videos of about equal length at keyframes, without re-encoding.
+
+    A directory of many real-looking videos in a second, from footage made
+    once: each segment keeps the source's encoding and timestamps.
+    """
+    import av
+
+    with av.open(str(source)) as probe:
+        stream = probe.streams.video[0]
+        duration = float(stream.duration * stream.time_base) if stream.duration else float(probe.duration) / 1e6
+    bounds = [duration * k / count for k in range(1, count)]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        output = out_stream = None
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            starts = packet.is_keyframe and (output is None or (bounds and packet.pts * stream.time_base >= bounds[0]))
+            if starts:
+                if output is not None:
+                    output.close()
+                    bounds.pop(0)
+                paths.append(folder / f"segment-{len(paths):03d}.mp4")
+                output = av.open(str(paths[-1]), mode="w")
+                out_stream = output.add_stream_from_template(stream)
+            packet.stream = out_stream
+            output.mux(packet)
+        if output is not None:
+            output.close()
+    return paths
+
+
+def cached_segments(cache_dir: Path, source: Path, count: int) -> Path:
+    """A folder of ``count`` segments of ``source`` under ``cache_dir``, made on first use (whole or not at all)."""
+    import shutil
+
+    folder = Path(cache_dir) / f"{source.stem}-in-{count}"
+    if folder.is_dir():
+        return folder
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
+    try:
+        made = cut_segments(source, staging, count)
+        if len(made) != count:
+            raise ValueError(f"{source} has too few keyframes to cut into {count} videos (got {len(made)})")
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
