@@ -127,7 +127,6 @@ def measure() -> list[dict[str, Any]]:
              None, env={"HF_HUB_OFFLINE": "1"})
 
         data, videos = _dataset(tmp_path / "mmrv-sized", MMRV_VIDEOS, 3)
-        started = time.perf_counter()
         code, seconds, last = _sleuth(["eval", "--data", str(data), "--videos", str(videos), "--method", "uniform",
                                        "--model", "fake-model", "--base-url", server.base_url, "--api-key", "k",
                                        "--out", str(tmp_path / "videos-run"), "--no-progress"])

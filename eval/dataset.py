@@ -29,7 +29,6 @@ import json
 import ntpath
 import os
 import posixpath
-import re
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Iterable
 

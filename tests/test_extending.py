@@ -4,7 +4,6 @@ alone run through ``sleuth eval``, and are scored and reported, like the built-i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
