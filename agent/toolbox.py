@@ -303,7 +303,8 @@ class Toolbox:
         hits = self.searcher.search(self.video_path, query, k=k, start=start, end=end, min_gap_s=self.config.min_gap_s)
         if hits and self.config.prefetch_hits and hasattr(self.video, "prefetch"):
             # the model often asks to see the best hits next: decode them while it reads this result
-            self.video.prefetch(self.video.nearest_indices([h.t for h in hits[: self.config.prefetch_hits]]).tolist())
+            best = self.video.nearest_indices([h.t for h in hits[: self.config.prefetch_hits]]).tolist()
+            self.video.prefetch(best, together=True)  # one read: cheaper than one per frame
         results = [{"t": round(float(h.t), 2), "score": round(float(h.score), 4)} for h in hits]
         frames = [FrameRef(t=float(h.t), source="search", score=float(h.score), shown=False) for h in hits]
         text = json.dumps(results)
