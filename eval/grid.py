@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from eval.results import first_error
 from eval.spec import load_spec_file, merge
 from sleuth.errors import ConfigError
 
@@ -58,9 +59,7 @@ def load_grid(path: Path) -> GridFile:
     try:
         return GridFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "grid"
-        raise ConfigError(f"{path}: invalid grid setting {where}: {first.get('msg')}") from None
+        raise ConfigError(f"{path}: invalid grid setting {first_error(exc, 'grid')}") from None
 
 
 def _nested(key: str, value: Any) -> dict[str, Any]:

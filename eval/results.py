@@ -62,10 +62,10 @@ class ResultRow(BaseModel):
     answer_reason: str | None = None  # agents: "answered", or "budget_exhausted" when a budget forced the answer
 
 
-def first_error(exc: ValidationError) -> str:
-    """The first validation problem on one line: ``field: message``."""
+def first_error(exc: ValidationError, whole: str = "row") -> str:
+    """The first validation problem on one line: ``field: message`` (``whole`` when no field is named)."""
     err = exc.errors()[0]
-    where = ".".join(str(part) for part in err.get("loc", ())) or "row"
+    where = ".".join(str(part) for part in err.get("loc", ())) or whole
     return f"{where}: {err.get('msg', 'invalid')}"
 
 

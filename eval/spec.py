@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.backends.config import BackendConfig
 from agent.config import AgentConfig
+from eval.results import first_error
 from sleuth.errors import ConfigError
 from tools.options import IndexConfig
 
@@ -117,9 +118,7 @@ def make_spec(values: dict[str, Any]) -> RunSpec:
     try:
         return RunSpec.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "run"
-        raise ConfigError(f"invalid setting {where}: {first.get('msg')}") from None
+        raise ConfigError(f"invalid setting {first_error(exc, 'run')}") from None
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
