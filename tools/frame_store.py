@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tools.video import Frame, Video, open_video
@@ -99,6 +99,15 @@ class FrameStore:
             yield video
         finally:
             self._release(key)
+
+    def decode_ahead(self, path: str | Path, pick: Callable[[Video], Sequence[int]]) -> None:
+        """Decode the frames ``pick(video)`` names into the cache and return when they are in, the video
+        held open meanwhile (a method preparing a later question, from a background thread)."""
+        with self.video(path) as video:
+            indices = list(pick(video))
+            thread = video.prefetch(indices, together=True) if indices else None
+            if thread is not None:
+                thread.join()
 
     def _acquire(self, key: str) -> Video:
         with self._lock:

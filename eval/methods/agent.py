@@ -43,11 +43,9 @@ class AgentMethod:
 
         if self.frame_store is None:
             return
-        with self.frame_store.video(question.video_file()) as video:  # held open until the frames are in
-            indices = get_strategy(self.strategy).opening_indices(self.config, video.meta.n_frames)
-            thread = video.prefetch(indices, together=True) if indices else None
-            if thread is not None:
-                thread.join()
+        strategy = get_strategy(self.strategy)
+        self.frame_store.decode_ahead(question.video_file(),
+                                      lambda video: strategy.opening_indices(self.config, video.meta.n_frames))
 
     def run(self, question: Any) -> MethodOutcome:
         from agent.run import solve  # the agent is optional for the uniform baseline

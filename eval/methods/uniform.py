@@ -58,10 +58,8 @@ class UniformMethod:
     def prefetch(self, question: Any) -> None:
         """Decode a question's frames into the store ahead of time (the runner asks for the next video's
         while this one's questions are with the model); the frames are the ones ``sample_frames`` reads."""
-        with self.frame_store.video(question.video_file()) as video:  # held open until the frames are in
-            thread = video.prefetch(self.benchmark.sample_indices(video.meta.n_frames, self.frames), together=True)
-            if thread is not None:
-                thread.join()
+        self.frame_store.decode_ahead(question.video_file(),
+                                      lambda video: self.benchmark.sample_indices(video.meta.n_frames, self.frames))
 
     def run(self, question: Any) -> MethodOutcome:
         started = time.perf_counter()
