@@ -62,6 +62,15 @@ class ConfidenceToolbox(Toolbox):
                            answer=request, confidence=confidence)
 
 
+def _judged_answer(ctx: AgentContext, obs: Observation | None) -> tuple[FinalAnswer | None, str | None]:
+    """The answer a ``judge_answer`` call made, or what to tell the model instead."""
+    if obs is None:
+        return None, "You did not call `judge_answer`."
+    if obs.answer is None:  # its arguments were refused
+        return None, obs.error
+    return check_answer(ctx, obs.answer)
+
+
 @register_strategy
 class ConfidenceStrategy(Strategy):
     """Answer, rate confidence 1-3, search the segment the model names for what is missing, look, answer again."""
@@ -107,10 +116,7 @@ class ConfidenceStrategy(Strategy):
                 messages.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=obs.text))
                 if judged is None and call.name == "judge_answer":
                     judged = (obs, call, node)
-            final, problem = (None, "You did not call `judge_answer`.") if judged is None or judged[0].answer is None \
-                else check_answer(ctx, judged[0].answer)
-            if judged is not None and judged[0].error:
-                problem = judged[0].error
+            final, problem = _judged_answer(ctx, judged[0] if judged else None)
             if final is None:
                 if reasked or step >= rounds:  # one re-ask, never a guess
                     request = judged[0].answer if judged else None
