@@ -391,10 +391,8 @@ class Video:
     # -- sampling
 
     def sample_uniform(self, n: int) -> FrameBatch:
-        """``n`` frames at indices ``numpy.linspace(0, n_frames - 1, n, dtype=int)`` (MMR-V's protocol)."""
-        n = _positive_count(n, self.path)
-        indices = np.linspace(0, self.meta.n_frames - 1, n, dtype=int)
-        return self.read(indices.tolist())
+        """``n`` frames at ``uniform_indices`` (MMR-V's protocol)."""
+        return self.read(uniform_indices(self.meta.n_frames, _positive_count(n, self.path)))
 
     def sample_fps(
         self,
@@ -721,6 +719,11 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 def _unique_in_order(indices: np.ndarray) -> np.ndarray:
     _, first = np.unique(indices, return_index=True)
     return indices[np.sort(first)]
+
+
+def uniform_indices(n_frames: int, n: int) -> list[int]:
+    """``n`` frame indices spread evenly over a video: ``numpy.linspace(0, n_frames - 1, n, dtype=int)``."""
+    return np.linspace(0, n_frames - 1, n, dtype=int).tolist()
 
 
 def _positive_count(n: int, path: Path) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from agent.toolbox import Toolbox
+from tools.video import uniform_indices
 
 if TYPE_CHECKING:
     from agent.state import AgentContext
@@ -37,10 +38,8 @@ class Strategy:
     def opening_indices(self, config: Any, n_frames: int) -> list[int]:
         """The frames its first look at a video will read (decoded ahead while another video's questions
         run): the uniform overview's, as ``Video.sample_uniform`` picks them."""
-        import numpy as np
-
         n = min(config.overview_frames or 0, config.max_frames)
-        return np.linspace(0, n_frames - 1, n, dtype=int).tolist() if n > 0 and n_frames > 0 else []
+        return uniform_indices(n_frames, n) if n > 0 and n_frames > 0 else []
 
 
 REGISTRY: dict[str, type[Strategy]] = {}
