@@ -123,18 +123,26 @@ def _run_and_report(
 ) -> None:
     from agent.backends import create_backend
     from agent.run import solve
+    from tools.frame_shelf import FrameShelf, KeepFrames
+    from tools.frame_store import FrameStore
     from tools.search import FrameSearcher
 
     backend = create_backend(backend_config)
     perception = None
     if perception_model:
         perception = create_backend(backend_config.model_copy(update={"model": perception_model}))
-    searcher = FrameSearcher(index_config)
-    trace = solve(
-        video, question, options, backend=backend, searcher=searcher, config=agent_config, strategy=strategy,
-        perception_backend=perception, question_id=question_id, gold=gold,
-        on_event=ProgressPrinter(enabled=not quiet), labels=labels,
-    )
+    # the frames it samples and shows are kept beside the index: asking again about the video decodes less
+    cache_dir = index_config.resolved_cache_dir()
+    searcher = FrameSearcher(index_config, keep_frames=KeepFrames(cache_dir, agent_config.frame_rendering()))
+    store = FrameStore(shelf=FrameShelf.in_cache(cache_dir))
+    try:
+        trace = solve(
+            video, question, options, backend=backend, searcher=searcher, config=agent_config, strategy=strategy,
+            perception_backend=perception, question_id=question_id, gold=gold,
+            on_event=ProgressPrinter(enabled=not quiet), labels=labels, frame_store=store,
+        )
+    finally:
+        store.close()
     path = trace.save(trace_path or DEFAULT_TRACE_DIR / f"{_safe_name(trace.question_id)}.json")
     answer = trace.answer
     option_text = next((o for o in trace.options if o.startswith(f"({answer.option})")), None) if answer.option else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,6 +60,12 @@ class AgentConfig(BaseModel):
     confidence_rounds: int = Field(3, ge=1, description="confidence strategy: answer-and-rate rounds at most")
     caption_segments: int = Field(8, ge=1, description="captions strategy: segments the video is described in")
     caption_frames: int = Field(2, ge=1, description="captions strategy: frames shown per segment (each counts)")
+
+    def frame_rendering(self) -> Any:
+        """How frames become the images the agent shows (a ``tools.rendering.Rendering``): at ``image_max_side``."""
+        from tools.rendering import Rendering
+
+        return Rendering(self.image_max_side)
 
     @model_validator(mode="after")
     def _default_overview(self) -> "AgentConfig":

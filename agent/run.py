@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,6 @@ def solve(
     ``ConfigError`` for unusable settings (no options, delegated perception
     without a perception backend).
     """
-    from tools.video import open_video
-
     config = config or AgentConfig()
     if config.perception == "delegated" and perception_backend is None:
         raise ConfigError("perception 'delegated' needs a perception model (--perception-model)")
@@ -82,8 +81,8 @@ def solve(
         letters, options, gold_answer = [], [], gold
     question_id = question_id or default_question_id(video, question, options)
 
-    # a run's frame store shares the open video and its decoded frames with the run's other questions
-    with (frame_store.video(video) if frame_store is not None else open_video(video)) as handle:
+    # a run's frame store shares the open video and its frames with the run's other questions
+    with _opened(video, frame_store) as (handle, store):
         trace = Trace(
             question_id=question_id,
             video=str(video),
@@ -99,7 +98,7 @@ def solve(
         toolbox = chosen.toolbox_class(
             video=handle, video_path=video, searcher=searcher, config=config, letters=letters, options=options,
             perception_backend=perception_backend if config.perception == "delegated" else None,
-            main_question=question, answer_kind=answer_kind,
+            main_question=question, answer_kind=answer_kind, frame_store=store,
         )
         context = AgentContext(
             backend=backend, toolbox=toolbox, recorder=recorder, config=config,
@@ -123,6 +122,20 @@ def solve(
         on_event({"event": "done", "question_id": question_id, "answer": trace.answer.model_dump(),
                   "totals": trace.totals.model_dump()})
     return trace
+
+
+@contextlib.contextmanager
+def _opened(video: str | Path, frame_store: Any) -> Iterator[tuple[Any, Any]]:
+    """(the open video, the frame store it reads through): the run's store, else one for this question."""
+    from tools.frame_store import FrameStore
+
+    store = frame_store if frame_store is not None else FrameStore()
+    try:
+        with store.video(video) as handle:
+            yield handle, store
+    finally:
+        if frame_store is None:
+            store.close()
 
 
 def _run_strategy(strategy: Any, context: AgentContext, on_event: Callable[[dict], None] | None,

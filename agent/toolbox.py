@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.backends.base import Backend, ImagePart, Message, TextPart, ToolCall, ToolSpec, Usage
@@ -205,7 +206,10 @@ class Toolbox:
         main_question: str = "",
         thumbnail: Callable[[Any], str] | None = None,
         answer_kind: str = "choice",
+        frame_store: Any = None,  # tools.frame_store.FrameStore; None: one for this toolbox alone
     ):
+        from tools.frame_store import FrameStore
+
         self.video = video
         self.video_path = str(video_path)
         self.searcher = searcher
@@ -219,6 +223,9 @@ class Toolbox:
             raise ValueError("delegated perception needs a perception backend")
         self.duration = float(video.meta.duration_s)
         self._thumbnail = thumbnail or (lambda image: ImagePart.from_array(image, max_side=config.thumb_side).data_url())
+        # frames are shown as this renders them, each rendered once per run (and kept on the store's shelf)
+        self.frame_store = frame_store if frame_store is not None else FrameStore()
+        self.rendering = config.frame_rendering()
         self._frames_left = config.max_frames
         self.answer_kind = answer_kind
         self.board = VerdictBoard(letters)
@@ -301,10 +308,10 @@ class Toolbox:
         if start is not None and end is not None and start >= end:
             raise ToolInputError(f"empty window: start {start:.2f}s is not before end {end:.2f}s" + _join(notes))
         hits = self.searcher.search(self.video_path, query, k=k, start=start, end=end, min_gap_s=self.config.min_gap_s)
-        if hits and self.config.prefetch_hits and hasattr(self.video, "prefetch"):
-            # the model often asks to see the best hits next: decode them while it reads this result
+        if hits and self.config.prefetch_hits:
+            # the model often asks to see the best hits next: have them ready while it reads this result
             best = self.video.nearest_indices([h.t for h in hits[: self.config.prefetch_hits]]).tolist()
-            self.video.prefetch(best, together=True)  # one read: cheaper than one per frame
+            self.frame_store.render_ahead(self.video, best, self.rendering)
         results = [{"t": round(float(h.t), 2), "score": round(float(h.score), 4)} for h in hits]
         frames = [FrameRef(t=float(h.t), source="search", score=float(h.score), shown=False) for h in hits]
         text = json.dumps(results)
@@ -328,7 +335,7 @@ class Toolbox:
             t2, note = self._clamp(t, "timestamp")
             clamped.append(t2)
             notes += [note] if note else []
-        batch = self.video.frames_at(clamped)
+        batch = self.look(self.video.nearest_indices(clamped).tolist())
         return self._show(batch, "view", "view_frames", question, notes)
 
     @tool
@@ -349,7 +356,7 @@ class Toolbox:
         if start >= end:
             raise ToolInputError(f"empty window: start {start:.2f}s is not before end {end:.2f}s" + _join(notes))
         self._check_budget(n, "resample_clip")
-        batch = self.video.sample_window(start, end, n)
+        batch = self.look(self.video.window_indices(start, end, n))
         return self._show(batch, "resample", "resample_clip", question, notes)
 
     @tool(answer_kind="choice")
@@ -428,8 +435,8 @@ class Toolbox:
         notes = list(notes) + [f"frame {index} could not be decoded ({reason})" for index, reason in batch.skipped]
         if not frames:
             raise ToolInputError(f"{tool}: no frame could be decoded there" + _join(notes))
-        refs = [FrameRef(t=float(f.t), source=source, thumb=self._thumbnail(f.image)) for f in frames]
-        images = [self.image_part(f.image, f.t) for f in frames]
+        refs = [FrameRef(t=f.t, source=source, thumb=self.thumbnail(f)) for f in frames]
+        images = [self.image_part(f) for f in frames]
         labels = ", ".join(TIME_LABEL.format(t=f.t) for f in frames)
         left = self._frames_left - len(frames)
         if not self.delegated:
@@ -448,10 +455,14 @@ class Toolbox:
             usage=reply.usage, latency_s=reply.latency_s, cost_usd=reply.cost_usd, model_calls=1,
         )
 
-    def image_part(self, image: Any, t: float) -> ImagePart:
-        part = ImagePart.from_array(
-            image, max_side=self.config.image_max_side, detail=self.config.image_detail, label=TIME_LABEL.format(t=t)
-        )
+    def look(self, indices: list[int]) -> Any:
+        """Frames as the model receives them, in the order given (a ``tools.frame_store.RenderedBatch``):
+        kept from earlier, or decoded and rendered now."""
+        return self.frame_store.render(self.video, indices, self.rendering)
+
+    def image_part(self, frame: Any) -> ImagePart:
+        """A rendered frame (``look``) as an image for a model, labelled with its time and counted."""
+        part = ImagePart.from_rendered(frame.image, detail=self.config.image_detail, label=TIME_LABEL.format(t=frame.t))
         self.count_pixels(part)
         return part
 
@@ -474,8 +485,11 @@ class Toolbox:
                 raise
             return None, f"the perception model failed: {exc}"
 
-    def thumbnail(self, image: Any) -> str:
-        return self._thumbnail(image)
+    def thumbnail(self, frame: Any) -> str:
+        """The trace's thumbnail of a frame: a decoded one (``.image`` an array), or a rendered one, made
+        from the image the model received."""
+        image = frame.image
+        return self._thumbnail(image if isinstance(image, np.ndarray) else image.pixels())
 
 
 def _error(tool: str, message: str) -> Observation:

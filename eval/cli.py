@@ -162,6 +162,13 @@ def eval_command(
         typer.Option("--allow-missing", rich_help_panel=RUN_PANEL,
                      help="Run even when some videos are missing or unreadable (their questions get error rows)."),
     ] = False,
+    keep_frames: Annotated[
+        bool,
+        typer.Option("--keep-frames/--no-keep-frames", rich_help_panel=RUN_PANEL,
+                     help="Keep every frame sent to a model, and the frames an agent's frame index samples, under "
+                     "the cache directory (frames/), so later questions and runs show them without decoding "
+                     "(the same bytes: speed only)."),
+    ] = True,
     question_timeout: Annotated[
         float,
         typer.Option("--question-timeout", min=1, rich_help_panel=RUN_PANEL,
@@ -301,6 +308,7 @@ _SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "strategy": ("strategy",), "perception_model": ("perception_model",),
     "out": ("out",), "concurrency": ("concurrency",), "retry_errors": ("retry_errors",),
     "question_timeout": ("question_timeout",), "stop_after": ("stop_after",), "allow_missing": ("allow_missing",),
+    "keep_frames": ("keep_frames",),
     # the model backend
     "backend": ("backend", "backend"), "model": ("backend", "model"), "base_url": ("backend", "base_url"),
     "api_key": ("backend", "api_key"), "header": ("backend", "headers"), "temperature": ("backend", "temperature"),
@@ -362,7 +370,9 @@ def _spec_from_flags(ctx: typer.Context, config_file: Path | None, flags: dict[s
     if merged.get("perception_model"):
         agent["perception"] = "delegated"
     if merged.get("method", "uniform") == "uniform":
-        merged.pop("index", None)
+        index = merged.pop("index", None) or {}
+        if index.get("cache_dir") is not None:  # --cache-dir: where a uniform run keeps its frames
+            merged.setdefault("frames_cache_dir", index["cache_dir"])
     else:
         index = merged.setdefault("index", {})
         if not any(index.get(k) for k in ("pretrained", "checkpoint", "random_weights")):

@@ -59,8 +59,16 @@ class RunSpec(BaseModel):
     question_timeout: float | None = Field(900.0, gt=0)
     stop_after: int = Field(3, ge=0)
     allow_missing: bool = False
+    keep_frames: bool = Field(
+        True, description="keep every frame sent to a model on disk (and, for the agent, every frame its index "
+        "samples), so later questions and runs show it without decoding; speed only: the images are bit-identical"
+    )
+    frames_cache_dir: Path | None = Field(
+        None, description="where kept frames live; None: the frame index's cache directory (--cache-dir, "
+        "$SLEUTH_CACHE_DIR, else the user cache directory)"
+    )
 
-    @field_validator("videos", "out", mode="before")
+    @field_validator("videos", "out", "frames_cache_dir", mode="before")
     @classmethod
     def _home(cls, value: Any) -> Any:
         return str(Path(value).expanduser()) if isinstance(value, (str, Path)) else value
@@ -168,9 +176,16 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
     """Build the method and its models from ``spec`` (loads the model backend)."""
     from agent.backends import create_backend
     from eval.methods import MethodParts, create_method
+    from tools.frame_shelf import FrameShelf, KeepFrames
     from tools.frame_store import FrameStore
+    from tools.options import IndexConfig
 
     backend = create_backend(spec.backend)
+    # every method shows frames at the same size: the protocol's, unless the user chose one
+    image_max_side = spec.image_max_side or benchmark.image_max_side
+    cache_dir = spec.frames_cache_dir or (spec.index or IndexConfig()).resolved_cache_dir()
+    shelf = FrameShelf.in_cache(cache_dir) if spec.keep_frames else None
+    agent_config = spec.agent.model_copy(update={"image_max_side": image_max_side})
     settings = spec.backend.generation_settings()
     if spec.method == "uniform":
         # the official protocol decides temperature and max_tokens unless the user set them
@@ -188,7 +203,9 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
 
         if spec.index is None:
             raise ConfigError(f"the {spec.method} method needs frame index settings")
-        searcher = FrameSearcher(spec.index)
+        # an index build keeps its frames as the agent shows them: a search hit is then shown without decoding
+        searcher = FrameSearcher(spec.index, keep_frames=KeepFrames(cache_dir, agent_config.frame_rendering())
+                                 if shelf is not None else None)
         labels = list(searcher.labels)
         config_extra["index"] = {"settings": spec.index.model_dump(mode="json"), "clip_model_id": searcher.model_id,
                                  "labels": labels}
@@ -201,14 +218,11 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
             perception_config = spec.backend.model_copy(update={"model": spec.perception_model})
             perception = create_backend(perception_config)
             config_extra["perception_backend"] = perception_config.public_dict()
-    # every method shows frames at the same size: the protocol's, unless the user chose one
-    image_max_side = spec.image_max_side or benchmark.image_max_side
-    agent_config = spec.agent.model_copy(update={"image_max_side": image_max_side})
     method = create_method(spec.method, MethodParts(
         benchmark=benchmark, backend=backend, frames=spec.frames, settings=settings, cot=spec.cot,
         strict_official=spec.strict_official, searcher=searcher, agent_config=agent_config, strategy=spec.strategy,
         image_max_side=spec.image_max_side,
-        perception_backend=perception, labels=labels, frame_store=FrameStore(),
+        perception_backend=perception, labels=labels, frame_store=FrameStore(shelf=shelf),
     ))
     config_extra["data"] = {"benchmark": benchmark.name, "source": dataset.source, "videos": str(spec.videos),
                             "questions": len(dataset.questions)}

@@ -7,11 +7,14 @@ All are re-exported here so every test can use them.
 """
 
 import os
+import tempfile
 
 # Keep tests offline and deterministic: no hub lookups, no telemetry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Indexes and kept frames of tests that name no --cache-dir go to a folder of this session, not the user's cache.
+os.environ["SLEUTH_CACHE_DIR"] = tempfile.mkdtemp(prefix="sleuth-tests-cache-")
 
 from tests.video_fixtures import *  # noqa: E402,F401,F403
 from tests.fake_openai import *  # noqa: E402,F401,F403

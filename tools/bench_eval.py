@@ -12,14 +12,21 @@ delay), the overhead and its share of the wall time, broken down by stage
 Each configuration runs side by side: ``fresh`` opens the video and decodes
 its frames anew for every question (what each question cost before the
 run-wide frame store), ``store`` shares one ``FrameStore`` across the run, and
-for the agent ``store+prefetch`` also decodes the two best search hits in the
+for the agent ``store+prefetch`` also renders the two best search hits in the
 background while the model reads them (``prefetch_hits``; the stage figures
-then include decoding done in the background, while the model was busy).
-The frame index is built before timing (a warm cache, as on any run after
-the first). ``--concurrency`` adds throughput runs against the server's
-capacity, ``concurrency / (requests per question x delay)`` questions/s; at
-concurrency 1 also without the next video's frames decoded ahead (the runner
-asks a method to ``prefetch`` them while this video's questions run).
+then include work done in the background, while the model was busy).
+``kept, first run`` adds a shelf of kept frames on disk (``--keep-frames``,
+the default of ``sleuth eval``): the frames a run renders are written there,
+and for the agent the index build has kept every frame it sampled, so
+search hits are there already; ``kept, later run`` is the same run again,
+every frame now on the shelf (a second model, strategy or prompt on the
+same videos). The frame index is built before timing (a warm cache, as on
+any run after the first). Both methods show frames at full resolution, as
+``sleuth eval`` does for MMR-V. ``--concurrency`` adds throughput runs
+against the server's capacity, ``concurrency / (requests per question x
+delay)`` questions/s, with the run's store and with a warm shelf; at
+concurrency 1 also without the next video's frames decoded ahead (the
+runner asks a method to ``prefetch`` them while this video's questions run).
 
 Videos: the bundled clip and a 5-minute 720p synthetic clip (``--minutes``;
 made once by ``tools.synthetic_footage`` and cached).
@@ -41,7 +48,7 @@ import typer
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS_PER_VIDEO = 4
-STAGES = ("decode", "jpeg", "text_encoding", "video_open")
+STAGES = ("decode", "jpeg", "kept_frames", "text_encoding", "video_open")
 
 
 class StageClock:
@@ -53,13 +60,14 @@ class StageClock:
 
     @contextlib.contextmanager
     def patched(self) -> Any:
-        from agent.backends import base as backend_base
-        from tools import frame_store, search, video
+        from tools import frame_shelf, frame_store, rendering, search, video
 
         targets = [
             (video.Video, "iter_frames", "decode", True),
             (video.Video, "_read_in_parallel", "decode", False),  # several readers at once
-            (backend_base.ImagePart, "from_array", "jpeg", False),
+            (rendering, "encode_jpeg", "jpeg", False),  # every image a model gets is encoded here
+            (frame_shelf.FrameShelf, "get", "kept_frames", False),
+            (frame_shelf.FrameShelf, "put", "kept_frames", False),
             (search.FrameSearcher, "embed_text", "text_encoding", False),
             (frame_store, "open_video", "video_open", False),
             (video, "open_video", "video_open", False),
@@ -120,6 +128,17 @@ class FreshStore:
         finally:
             store.close()
 
+    def render(self, video: Any, indices: Any, renderer: Any) -> Any:
+        from tools.frame_store import FrameStore
+
+        return FrameStore().render(video, indices, renderer)  # nothing rendered is kept for the next call
+
+    def render_ahead(self, *args: Any) -> None:
+        return None
+
+    def decode_ahead(self, *args: Any) -> None:
+        return None
+
 
 def _questions(videos: list[Path]) -> list[Any]:
     from eval.dataset import Question
@@ -159,6 +178,7 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     from eval.methods.uniform import UniformMethod
     from eval.runner import run_evaluation
     from tests.fake_openai import FakeOpenAIServer, Text
+    from tools.frame_shelf import FrameShelf, KeepFrames
     from tools.frame_store import FrameStore
     from tools.options import IndexConfig
     from tools.search import FrameSearcher
@@ -167,10 +187,14 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     videos = [ROOT / "sleuth" / "examples" / "bigbuckbunny.mp4"]
     if minutes > 0:
         videos.append(cached_footage(Path.home() / ".cache" / "sleuth" / "footage", minutes=minutes, size=(1280, 720)))
+    agent_config = AgentConfig(max_frames=32, overview_frames=8, max_steps=4, image_max_side=None)
+    # the index build keeps the frames it samples, as sleuth eval's does
     searcher = FrameSearcher(IndexConfig(clip_model="ViT-B-32-256", pretrained=None, random_weights=True,
-                                         cache_dir=cache_dir / "index"))
+                                         cache_dir=cache_dir / "index"),
+                             keep_frames=KeepFrames(cache_dir / "index", agent_config.frame_rendering()))
     for video in videos:  # warm: the index exists before any question is timed
         searcher.index(video)
+    shelves = {"agent": FrameShelf.in_cache(cache_dir / "index"), "uniform": FrameShelf.in_cache(cache_dir / "uniform")}
     results: dict[str, Any] = {"delay_s": delay, "videos": [v.name for v in videos], "runs": []}
 
     with FakeOpenAIServer() as server:
@@ -187,24 +211,32 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
         def method(kind: str, store: Any, prefetch: bool = True) -> Any:
             if kind == "uniform":
                 return UniformMethod(MMRV(), backend, frames=32, frame_store=store)
-            config = AgentConfig(max_frames=32, overview_frames=8, max_steps=4, prefetch_hits=2 if prefetch else 0)
+            config = agent_config.model_copy(update={"prefetch_hits": 2 if prefetch else 0})
             return AgentMethod(backend, searcher, config=config, frame_store=store)
 
-        modes = {"uniform": ("fresh", "store"), "agent": ("fresh", "store", "store+prefetch")}
+        def store_for(kind: str, mode: str) -> Any:
+            if mode == "fresh":
+                return FreshStore()
+            return FrameStore(shelf=shelves[kind] if mode.startswith("kept") else None)
+
+        modes = {"uniform": ("fresh", "store", "kept, first run", "kept, later run"),
+                 "agent": ("fresh", "store", "store+prefetch", "kept, first run", "kept, later run")}
         for video in videos:
             questions = _questions([video])
             for kind in ("uniform", "agent"):
                 for mode in modes[kind]:
                     server.responder = responder(kind)
-                    store = FreshStore() if mode == "fresh" else FrameStore()
+                    store = store_for(kind, mode)
                     clock = StageClock()
                     with tempfile.TemporaryDirectory() as out, clock.patched():
                         started = time.perf_counter()
-                        summary = run_evaluation(questions, method(kind, store, prefetch=mode == "store+prefetch"), out,
+                        summary = run_evaluation(questions, method(kind, store, prefetch=mode != "store"), out,
                                                  progress=False, model="fake-model", handle_signals=False,
                                                  benchmark=MMRV())
                         wall = time.perf_counter() - started
                     n = summary.ran
+                    if summary.errors:
+                        raise RuntimeError(f"{kind} ({mode}) on {video.name}: {summary.errors} of {n} questions failed")
                     model = n * requests_per_question[kind] * delay
                     overhead = wall - model
                     stages = {s: round(clock.seconds.get(s, 0.0) / n, 3) for s in STAGES}
@@ -222,8 +254,10 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
             questions = [q.model_copy(update={"question_id": f"{q.question_id}-r{r}"})
                          for r in range(2) for q in _questions(videos)]
             # at concurrency 1 also without the next video's frames decoded ahead, side by side
-            for k, ahead in [(1, False)] * (1 in concurrency) + [(k, True) for k in concurrency]:
-                chosen = method(kind, FrameStore())
+            runs = [(1, False, False)] * (1 in concurrency) + [(k, True, kept) for k in concurrency
+                                                                for kept in (False, True)]
+            for k, ahead, kept in runs:
+                chosen = method(kind, FrameStore(shelf=shelves[kind] if kept else None))
                 if not ahead:
                     chosen.prefetch = None  # the runner then decodes each video when its first question starts
                 with tempfile.TemporaryDirectory() as out:
@@ -233,7 +267,8 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                     wall = time.perf_counter() - started
                 capacity = k / (requests_per_question[kind] * delay)
                 results["runs"].append(row := {
-                    "method": kind, "concurrency": k, "next_video_ahead": ahead, "questions": summary.ran,
+                    "method": kind, "concurrency": k, "next_video_ahead": ahead, "kept_frames": kept,
+                    "questions": summary.ran,
                     "questions_per_s": round(summary.ran / wall, 3), "capacity_per_s": round(capacity, 3),
                     "share_of_capacity": round(summary.ran / wall / capacity, 3),
                 })
@@ -262,12 +297,12 @@ def main(
     for column in ("video", "method", "frames", "wall s", "model s", "overhead s", "overhead %", *STAGES, "other"):
         table.add_column(column, justify="right")
     throughput = Table(title="throughput")
-    for column in ("method", "concurrency", "next video ahead", "questions/s", "capacity/s", "share"):
+    for column in ("method", "concurrency", "next video ahead", "kept frames", "questions/s", "capacity/s", "share"):
         throughput.add_column(column, justify="right")
     for row in results["runs"]:
         if "concurrency" in row:
             throughput.add_row(row["method"], str(row["concurrency"]), "yes" if row["next_video_ahead"] else "no",
-                               f"{row['questions_per_s']:.2f}",
+                               "warm" if row["kept_frames"] else "no", f"{row['questions_per_s']:.2f}",
                                f"{row['capacity_per_s']:.2f}", f"{row['share_of_capacity']:.2f}")
             continue
         stages = row["stages_s"]

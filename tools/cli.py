@@ -92,6 +92,13 @@ def index_command(
     decode_threads: DecodeThreadsOpt = 1,
     decode_workers: DecodeWorkersOpt = None,
     engine: EngineOpt = "local",
+    keep_frames: Annotated[
+        str,
+        typer.Option("--keep-frames", metavar="SIZE",
+                     help="Also keep the sampled frames as an agent shows them (cache directory, frames/), so its "
+                     "later looks at search hits decode nothing: full (full resolution, as sleuth eval shows "
+                     "MMR-V's frames), a longest side in pixels (as --image-max-side), or none."),
+    ] = "full",
 ) -> None:
     """Sample each video at --fps, embed the frames with CLIP and cache the index.
 
@@ -110,6 +117,7 @@ def index_command(
 
     from sleuth.errors import ConfigError
     from tools.index_directory import VideoResult, default_decode_workers
+    from tools.frame_shelf import KeepFrames
     from tools.search import FrameSearcher
     from tools.video_files import expand_video_paths
 
@@ -137,7 +145,8 @@ def index_command(
 
         require_ray()  # before anything slow: a missing extra is a one-line error
     listing = expand_video_paths(videos)
-    searcher = FrameSearcher(config)
+    keep = parse_keep_frames(keep_frames)
+    searcher = FrameSearcher(config, keep_frames=KeepFrames(config.resolved_cache_dir(), keep) if keep else None)
     err = _stderr()
     rows: dict[int, dict[str, Any]] = {}
     failed = 0
@@ -239,6 +248,21 @@ def index_command(
         _stdout().print(table)
     if failed:
         raise typer.Exit(code=2)
+
+
+def parse_keep_frames(value: str) -> Any:
+    """``--keep-frames``: a ``Rendering`` (full, or a longest side), or None for none."""
+    from sleuth.errors import ConfigError
+    from tools.rendering import Rendering
+
+    text = value.strip().lower()
+    if text == "none":
+        return None
+    if text == "full":
+        return Rendering()
+    if text.isdigit() and int(text) >= 16:
+        return Rendering(int(text))
+    raise ConfigError(f"invalid --keep-frames {value!r}: expected full, a longest side of 16 pixels or more, or none")
 
 
 def _device_of(searcher) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sleuth.errors import SleuthError
 
@@ -32,6 +32,7 @@ class DecodeSettings:
     batch_size: int
     decoder: str = "auto"
     threads: int = 1
+    keep: Any = None  # tools.frame_shelf.KeepFrames: frames kept for showing, rendered onto the shelf
 
 
 def video_batches(path: Path, prep, settings: DecodeSettings) -> Iterator[tuple]:
@@ -47,7 +48,7 @@ def video_batches(path: Path, prep, settings: DecodeSettings) -> Iterator[tuple]
         sent = 0
         for batch in decode_batches(
             video, indices, prep.pixels_from_frames, settings.batch_size, size=size, decoder=settings.decoder,
-            threads=settings.threads,
+            threads=settings.threads, keep=settings.keep.keeper(path) if settings.keep is not None else None,
         ):
             pixels = batch.pixels.numpy() if batch.pixels is not None else None
             yield ("batch", None, sent, batch.indices, batch.timestamps, pixels, batch.skipped)

@@ -179,6 +179,7 @@ def decode_batches(
     size: tuple[int, int] | None = None,
     decoder: ScanDecoder = "auto",
     threads: int = 1,
+    keep: Callable[[Any], None] | None = None,
 ) -> Iterator[DecodedBatch]:
     """Decode ``indices`` and preprocess them ``batch_size`` frames at a time.
 
@@ -186,13 +187,14 @@ def decode_batches(
     see there), so each is resized as soon as it is decoded and only small
     frames wait for their batch. Frames that fail to decode are carried in
     ``skipped`` of the next batch (a final batch may hold only skips, with
-    ``pixels=None``).
+    ``pixels=None``). ``keep`` sees each frame at full resolution first
+    (``tools.frame_shelf.KeepFrames``).
     """
     images: list[np.ndarray] = []
     batch_indices: list[int] = []
     times: list[float] = []
     skipped: list[tuple[int, str]] = []
-    for item in video.scan(indices, size=size, decoder=decoder, threads=threads):
+    for item in video.scan(indices, size=size, decoder=decoder, threads=threads, on_frame=keep):
         if isinstance(item, tuple):
             skipped.append(item)
             continue
@@ -525,6 +527,7 @@ def build_frame_index(
     workers: int = 1,
     decode_threads: int = 1,
     decoder: ScanDecoder = "auto",
+    keep: Callable[[Any], None] | None = None,
 ) -> FrameIndex:
     """Sample ``video`` at ``fps`` (at most ``max_frames``), embed with ``encoder`` and index.
 
@@ -538,6 +541,7 @@ def build_frame_index(
     ``random_weights``, ``labels`` and ``dim`` (a ``tools.clip.ClipEncoder``);
     where it also has ``frame_size`` and ``pixels_from_frames``, frames are
     resized while decoding and batches travel as uint8.
+    ``keep`` sees each decoded frame at full resolution (``decode_batches``).
     Raises ``DecodeError`` when no frame can be decoded.
     """
     started = time.perf_counter()
@@ -549,7 +553,8 @@ def build_frame_index(
     used_decoder = video.scan_decoder(indices, decoder, decode_threads)
     source = _decode_failures_named(
         decode_batches(
-            video, indices, plan.preprocess, plan.batch_size, size=plan.size, decoder=decoder, threads=decode_threads
+            video, indices, plan.preprocess, plan.batch_size, size=plan.size, decoder=decoder, threads=decode_threads,
+            keep=keep,
         ),
         video.path,
     )

@@ -7,11 +7,14 @@ H.264 decodes from the previous keyframe), so a ``FrameStore`` keeps:
 
 - the open videos (one handle per file, shared by every question on it, so a
   video's frame table is read once per run);
-- the decoded frames, in a least-recently-used cache bounded by bytes.
+- the decoded frames, in a least-recently-used cache bounded by bytes;
+- the rendered frames (the JPEG a model receives, ``tools.rendering``), in a
+  second such cache and, given a ``FrameShelf``, on disk for later runs.
 
 Frames come out exactly as the video's reader decodes them (the cache stores
 the decoder's output and marks it read-only), so a cached frame is
-bit-identical to a fresh decode: the official uniform protocol is unchanged.
+bit-identical to a fresh decode, and a kept rendering is the same bytes a
+fresh render gives: the official uniform protocol is unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +25,28 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tools.video import Frame, Video, open_video
+from dataclasses import dataclass
+
+from tools.frame_shelf import FrameShelf
+from tools.rendering import RenderedImage, Renderer
+from tools.video import DecodeError, Frame, Video, open_video
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # about 700 frames of 720p video
+DEFAULT_RENDERED_BYTES = 512 * 1024**2  # about 4,000 full-resolution 720p JPEGs
 DEFAULT_OPEN_VIDEOS = 16
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    index: int
+    t: float  # seconds from the start of the video
+    image: RenderedImage
+
+
+@dataclass
+class RenderedBatch:
+    frames: list[RenderedFrame]  # in the order asked for
+    skipped: list[tuple[int, str]]  # (frame index, why it could not be decoded)
 
 
 class FrameCache:
@@ -79,12 +100,50 @@ class FrameCache:
             return {"frames": len(self._frames), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
 
 
+class RenderedCache:
+    """Rendered frames by (video, renderer key, frame index), least recently used first out, bounded by bytes."""
+
+    def __init__(self, max_bytes: int = DEFAULT_RENDERED_BYTES):
+        self.max_bytes = max(0, int(max_bytes))
+        self._images: OrderedDict[tuple[str, str, int], RenderedImage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int]) -> RenderedImage | None:
+        with self._lock:
+            image = self._images.get(key)
+            if image is not None:
+                self._images.move_to_end(key)
+            return image
+
+    def put(self, key: tuple[str, str, int], image: RenderedImage) -> None:
+        if image.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            previous = self._images.pop(key, None)
+            self._bytes += image.nbytes - (previous.nbytes if previous is not None else 0)
+            self._images[key] = image
+            while self._bytes > self.max_bytes:
+                _, evicted = self._images.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
 class FrameStore:
     """The open videos and decoded frames of one run. ``with store.video(path) as video:`` gives a shared
-    ``Video`` whose reads go through the cache; it stays open for the next question until evicted."""
+    ``Video`` whose reads go through the cache; it stays open for the next question until evicted.
+    ``store.render(video, indices, renderer)`` gives frames as a model receives them, each rendered once
+    (and kept on ``shelf``, when given, for later runs)."""
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, max_open: int = DEFAULT_OPEN_VIDEOS):
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, max_open: int = DEFAULT_OPEN_VIDEOS, *,
+                 shelf: FrameShelf | None = None, rendered_bytes: int = DEFAULT_RENDERED_BYTES):
         self.cache = FrameCache(cache_bytes)
+        self.rendered = RenderedCache(rendered_bytes)
+        self.shelf = shelf
+        self._contents: dict[str, str | None] = {}
+        self.rendered_from = {"memory": 0, "shelf": 0, "decoded": 0}  # where each rendered frame came from
         self.max_open = max(1, max_open)
         self._open: OrderedDict[str, Video] = OrderedDict()
         self._users: dict[str, int] = {}
@@ -100,14 +159,111 @@ class FrameStore:
         finally:
             self._release(key)
 
-    def decode_ahead(self, path: str | Path, pick: Callable[[Video], Sequence[int]]) -> None:
-        """Decode the frames ``pick(video)`` names into the cache and return when they are in, the video
-        held open meanwhile (a method preparing a later question, from a background thread)."""
+    def decode_ahead(self, path: str | Path, pick: Callable[[Video], Sequence[int]],
+                     renderer: Renderer | None = None) -> None:
+        """Decode the frames ``pick(video)`` names into the cache (and render them, given ``renderer``) and
+        return when they are in, the video held open meanwhile (a method preparing a later question, from
+        a background thread)."""
         with self.video(path) as video:
             indices = list(pick(video))
+            if renderer is not None:
+                indices = self._not_rendered(video, indices, renderer)
             thread = video.prefetch(indices, together=True) if indices else None
             if thread is not None:
                 thread.join()
+            if renderer is not None and indices and threading.main_thread().is_alive():
+                with contextlib.suppress(DecodeError):  # speculative: the real read reports it
+                    self.render(video, indices, renderer)
+
+    # -- rendered frames
+
+    def render(self, video: Video, indices: Sequence[int], renderer: Renderer) -> RenderedBatch:
+        """Frames ``indices`` of ``video`` as ``renderer`` makes them, in the order given (duplicates allowed):
+        from memory, from the shelf, or decoded (in one read) and rendered now, then kept in both.
+        Raises ``DecodeError`` when none can be had."""
+        indices = [int(i) for i in indices]
+        got: dict[int, RenderedImage] = {}
+        for i in dict.fromkeys(indices):
+            image = self._kept(video, renderer, i)
+            if image is not None:
+                got[i] = image
+        missing = [i for i in dict.fromkeys(indices) if i not in got]
+        skipped: list[tuple[int, str]] = []
+        times = video.timestamps
+        if missing:
+            try:
+                batch = video.read(missing)
+            except DecodeError:
+                if not got:
+                    raise
+                batch = None
+                skipped = [(i, "could not be decoded") for i in missing]
+            if batch is not None:
+                skipped = batch.skipped
+                content = self._content(video)
+                for frame in batch.frames:
+                    image = got[frame.index] = renderer(frame.image)
+                    self.rendered.put((str(video.path), renderer.key, frame.index), image)
+                    if content is not None:
+                        self.shelf.put(content, renderer.key, frame.index, image)
+                    self._count("decoded")
+        frames = [RenderedFrame(i, float(times[i]), got[i]) for i in indices if i in got]
+        return RenderedBatch(frames=frames, skipped=skipped)
+
+    def render_ahead(self, video: Video, indices: Sequence[int], renderer: Renderer) -> threading.Thread | None:
+        """Render these frames in the background (a model reading search hits it may then ask to see);
+        frames already rendered are skipped, and decoding yields to real reads (``Video.prefetch``)."""
+        def work() -> None:
+            wanted = self._not_rendered(video, [i for i in indices if 0 <= i < video.meta.n_frames], renderer)
+            if not wanted:
+                return
+            decoding = video.prefetch(wanted, together=True)  # one read: cheaper than one per frame
+            if decoding is not None:
+                decoding.join()
+            if threading.main_thread().is_alive() and not video.closed:
+                with contextlib.suppress(Exception):  # speculative: the real read reports what went wrong
+                    self.render(video, wanted, renderer)
+
+        # not a daemon, as Video.prefetch's: a thread torn down inside the native decoder aborts the process
+        thread = threading.Thread(target=work, name="sleuth-render-ahead", daemon=False)
+        thread.start()
+        return thread
+
+    def _kept(self, video: Video, renderer: Renderer, index: int) -> RenderedImage | None:
+        key = (str(video.path), renderer.key, index)
+        image = self.rendered.get(key)
+        if image is not None:
+            self._count("memory")
+            return image
+        content = self._content(video)
+        if content is None:
+            return None
+        image = self.shelf.get(content, renderer.key, index)
+        if image is not None:
+            self.rendered.put(key, image)
+            self._count("shelf")
+        return image
+
+    def _count(self, where: str) -> None:
+        with self._lock:
+            self.rendered_from[where] += 1
+
+    def _not_rendered(self, video: Video, indices: Sequence[int], renderer: Renderer) -> list[int]:
+        return [i for i in dict.fromkeys(int(i) for i in indices) if self._kept(video, renderer, i) is None]
+
+    def _content(self, video: Video) -> str | None:
+        """The video's content hash (the shelf's key), once per file per run; None without a shelf."""
+        if self.shelf is None:
+            return None
+        key = str(video.path)
+        if key not in self._contents:
+            from tools.cache import file_sha256
+
+            try:
+                self._contents[key] = file_sha256(video.path, memo_dir=self.shelf.root.parent)
+            except OSError:
+                self._contents[key] = None  # unreadable now: render without the shelf
+        return self._contents[key]
 
     def _acquire(self, key: str) -> Video:
         with self._lock:
@@ -149,5 +305,6 @@ class FrameStore:
             self._users.clear()
 
     def stats(self) -> dict[str, int]:
-        return {**self.cache.stats(), "open_videos": len(self._open)}
+        return {**self.cache.stats(), "open_videos": len(self._open), "rendered": len(self.rendered),
+                **{f"rendered_from_{where}": n for where, n in self.rendered_from.items()}}
 

@@ -233,7 +233,8 @@ class _ProcessEngine:
         self.frames_built = 0
         self.first_video_at: float | None = None
         config = searcher.config
-        self.settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto", config.decode_threads)
+        self.settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto",
+                                       config.decode_threads, searcher.keep_frames)
 
     # -- the run
 

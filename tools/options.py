@@ -202,7 +202,7 @@ CacheDirOpt = Annotated[
     typer.Option(
         "--cache-dir",
         envvar=CACHE_DIR_ENV,
-        help="Where frame indexes are cached (default: the user cache dir, e.g. $XDG_CACHE_HOME/sleuth).",
+        help="Where frame indexes and kept frames are cached (default: the user cache dir, e.g. $XDG_CACHE_HOME/sleuth).",
         show_default=False,
         rich_help_panel=PANEL,
     ),

@@ -122,7 +122,8 @@ def index_videos_ray(
                           "use --engine local")
     actor_config = config.model_copy(update={"precision": identity.precision, "device": "auto"})
     loader = functools.partial(load_encoder, actor_config)
-    settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto", config.decode_threads)
+    settings = DecodeSettings(config.fps, config.max_frames, config.batch_size, "auto", config.decode_threads,
+                              searcher.keep_frames)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)

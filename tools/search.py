@@ -44,6 +44,7 @@ from tools.frame_index import (
     load_frame_index,
     save_frame_index,
 )
+from tools.frame_shelf import KeepFrames
 from tools.options import IndexConfig
 from tools.video import VideoError, check_video_file, open_video
 
@@ -68,8 +69,10 @@ class IndexOutcome:
 class FrameSearcher:
     """Builds, caches and searches frame indexes with one CLIP encoder. Thread-safe."""
 
-    def __init__(self, config: IndexConfig, encoder: ClipEncoder | None = None, *, memory_entries: int = 32):
+    def __init__(self, config: IndexConfig, encoder: ClipEncoder | None = None, *, memory_entries: int = 32,
+                 keep_frames: KeepFrames | None = None):
         self.config = config
+        self.keep_frames = keep_frames  # what a build keeps of the frames it decodes, for showing later
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
         self._model_id = encoder.model_id if encoder is not None else None
@@ -199,6 +202,7 @@ class FrameSearcher:
                 workers=config.workers or default_workers(encoder.device),
                 decode_threads=config.decode_threads,
                 meta_extra=self.meta_extra(path, key),
+                keep=self.keep_frames.keeper(path) if self.keep_frames is not None else None,
             )
 
     # -- for engines that build many indexes at once (tools.index_directory, tools.ray_index)

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -340,6 +340,10 @@ class Video:
         """Presentation time (s) of every frame, ascending."""
         return self._times.copy()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __enter__(self) -> "Video":
         return self
 
@@ -433,10 +437,13 @@ class Video:
 
     def sample_window(self, start: float, end: float, n: int) -> FrameBatch:
         """``n`` evenly spaced frames in [start, end] (clamped to the video; repeated frames dropped)."""
+        return self.read(self.window_indices(start, end, n))
+
+    def window_indices(self, start: float, end: float, n: int) -> list[int]:
+        """The frame indices ``sample_window`` decodes (no decoding)."""
         n = _positive_count(n, self.path)
         lo, hi = self._check_window(start, end)
-        indices = _unique_in_order(self.nearest_indices(np.linspace(lo, hi, n)))
-        return self.read(indices.tolist())
+        return _unique_in_order(self.nearest_indices(np.linspace(lo, hi, n))).tolist()
 
     def frames_at(self, timestamps: list[float]) -> FrameBatch:
         """The frame nearest each timestamp, in the order given."""
@@ -652,6 +659,7 @@ class Video:
         size: tuple[int, int] | None = None,
         decoder: ScanDecoder = "auto",
         threads: int = 1,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> Iterator[Frame | tuple[int, str]]:
         """Decode many frames for bulk work (indexing): yields a ``Frame`` or ``(index, reason)`` per index.
 
@@ -661,7 +669,8 @@ class Video:
         ``scan_decoder``; ``threads``: decoder threads for the scan (0: as many
         as libavcodec likes). Frames the scan cannot decode are retried with
         the video's reader and reported at the end; a frame is skipped only
-        if both fail.
+        if both fail. ``on_frame`` sees each decoded frame at full resolution
+        before it is resized (the index build keeps frames for showing).
         """
         wanted = sorted(set(int(i) for i in indices))
         n = self.meta.n_frames
@@ -669,8 +678,12 @@ class Video:
         if bad:
             raise WindowError(f"frame index {bad[0]} is outside 0..{n - 1}: {self.path}")
 
-        def shrink(image: np.ndarray) -> np.ndarray:
-            return _as_rgb(image) if size is None else resize_rgb(_as_rgb(image), size)
+        def shrunk(frame: Frame) -> Frame:
+            if on_frame is not None:
+                on_frame(frame)
+            if size is not None:
+                frame.image = resize_rgb(frame.image, size)
+            return frame
 
         retry = wanted
         if self.scan_decoder(wanted, decoder, threads) == SequentialScan.name:
@@ -680,12 +693,10 @@ class Video:
                 if image is None:
                     retry.append(i)
                 else:
-                    yield Frame(index=i, t=float(self._times[i]), image=shrink(image))
+                    yield shrunk(Frame(index=i, t=float(self._times[i]), image=_as_rgb(image)))
         for start in range(0, len(retry), _DECODE_CHUNK):
             for item in self.iter_frames(retry[start : start + _DECODE_CHUNK]):
-                if isinstance(item, Frame):
-                    item.image = shrink(item.image)
-                yield item
+                yield shrunk(item) if isinstance(item, Frame) else item
 
     def _switch_to_pyav(self) -> bool:
         try:

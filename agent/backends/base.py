@@ -9,7 +9,6 @@ end-to-end baseline both go through it, so a comparison isolates the method.
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -68,18 +67,16 @@ class ImagePart(BaseModel):
         ``max_side=None`` keeps full resolution and ``quality=None`` uses PIL's
         default (75): exactly MMR-V's official encoding.
         """
-        from PIL import Image
+        from tools.rendering import Rendering
 
-        img = Image.fromarray(np.asarray(frame))
-        if max_side and max(img.size) > max_side:
-            scale = max_side / max(img.size)
-            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
-        buf = io.BytesIO()
-        if quality is None:
-            img.save(buf, format="JPEG")
-        else:
-            img.save(buf, format="JPEG", quality=quality)
-        return cls(jpeg=buf.getvalue(), width=img.width, height=img.height, detail=detail, label=label)
+        return cls.from_rendered(Rendering(max_side, quality)(frame), detail=detail, label=label)
+
+    @classmethod
+    def from_rendered(
+        cls, image: Any, *, detail: Literal["auto", "low", "high"] | None = None, label: str | None = None
+    ) -> "ImagePart":
+        """A ``tools.rendering.RenderedImage`` (kept or fresh) as a message part."""
+        return cls(jpeg=image.jpeg, width=image.width, height=image.height, detail=detail, label=label)
 
     def data_url(self) -> str:
         return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")

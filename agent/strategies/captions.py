@@ -93,15 +93,15 @@ def _captions(ctx: AgentContext, node, segments: int, per: int) -> list[Caption]
     captions = []
     for start, end in bounds:
         deadline.check()
-        batch = toolbox.video.sample_window(start, end, per)
-        images = [toolbox.image_part(f.image, f.t) for f in batch.frames]
+        batch = toolbox.look(toolbox.video.window_indices(start, end, per))
+        images = [toolbox.image_part(f) for f in batch.frames]
         request = prompt("caption_segment", n_frames=len(images), start=start, end=end)
         reply = captioner.chat([Message(role="user", content=[TextPart(text=request), *images])])
         ctx.recorder.model_call(node, usage=reply.usage, latency_s=reply.latency_s, cost_usd=reply.cost_usd)
         captions.append(Caption(start=round(start, 3), end=round(end, 3), text=reply.text.strip(),
                                 frames=len(images), times=[float(f.t) for f in batch.frames],
                                 pixels=sum(part.width * part.height for part in images)))
-        node.frames += [FrameRef(t=float(f.t), source="caption", thumb=toolbox.thumbnail(f.image))
+        node.frames += [FrameRef(t=float(f.t), source="caption", thumb=toolbox.thumbnail(f))
                         for f in batch.frames]
     node.captions = captions
     if key is not None:

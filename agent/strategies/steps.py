@@ -12,6 +12,7 @@ from agent.trace import FinalAnswer, FrameRef
 from prompts import load_prompt
 from sleuth.answers import resolve_letter
 from sleuth.errors import SleuthError
+from tools.video import uniform_indices
 
 
 def prompt(name: str, **values: Any) -> str:
@@ -33,12 +34,13 @@ def show_overview(ctx: AgentContext) -> tuple[list, int, list[str]]:
     n = min(cfg.overview_frames, cfg.max_frames)
     shown, frontier = 0, [question_node.id]
     if n > 0:
-        batch = toolbox.video.sample_uniform(n)
-        frames = batch.frames
-        refs = [FrameRef(t=float(f.t), source="overview", thumb=toolbox.thumbnail(f.image)) for f in frames]
         sheets = cfg.overview_mode == "contact_sheet" and not ctx.delegated
+        # sheets tile the decoded frames; frames shown one by one are rendered (kept for later questions)
+        batch = toolbox.video.sample_uniform(n) if sheets else toolbox.look(uniform_indices(toolbox.video.meta.n_frames, n))
+        frames = batch.frames
+        refs = [FrameRef(t=float(f.t), source="overview", thumb=toolbox.thumbnail(f)) for f in frames]
         images = (contact_sheets(toolbox, frames, cfg.sheet_tiles) if sheets
-                  else [toolbox.image_part(f.image, f.t) for f in frames])
+                  else [toolbox.image_part(f) for f in frames])
         skipped = "".join(f"\nframe {i} could not be decoded ({why})" for i, why in batch.skipped)
         node = rec.add("overview", 0, after=[question_node.id], frames=refs,
                        error=skipped.strip() or None)

@@ -23,9 +23,10 @@ import numpy as np
 from sleuth.answers import AnswerKind, parse_letter, parse_number
 
 if TYPE_CHECKING:
-    from agent.backends.base import GenerationSettings, Message
+    from agent.backends.base import GenerationSettings, ImagePart, Message
     from eval.dataset import LoadedDataset, Question
     from eval.results import ResultRow
+    from tools.rendering import Renderer
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,27 @@ class Benchmark:
         raise NotImplementedError
 
     def build_messages(self, question: "Question", images: list[Any], *, cot: bool = False) -> list["Message"]:
-        """The end-to-end request: the question and ``images`` (HxWx3 uint8 frames in time order)."""
+        """The end-to-end request: the question and ``images`` in time order (rendered frames, or HxWx3 uint8
+        arrays: see ``frame_renderer``)."""
         raise NotImplementedError
+
+    def frame_renderer(self) -> "Renderer | None":
+        """How ``build_messages`` turns each frame into the image it sends (a ``tools.rendering.Renderer``).
+        A benchmark that names one gets its frames rendered once per run by the uniform method and kept on
+        disk for later runs, and ``build_messages`` receives ``RenderedImage``s (``image_parts`` takes
+        either); None: ``build_messages`` receives the decoded HxWx3 uint8 arrays and encodes them itself."""
+        return None
+
+    def image_parts(self, images: list[Any]) -> list["ImagePart"]:
+        """``images`` as message parts: rendered ones as they are, decoded arrays rendered with ``frame_renderer``."""
+        from agent.backends.base import ImagePart
+        from tools.rendering import RenderedImage
+
+        renderer = self.frame_renderer()
+        if renderer is None:
+            raise NotImplementedError(f"{type(self).__name__} renders its frames in build_messages")
+        return [ImagePart.from_rendered(image if isinstance(image, RenderedImage) else renderer(image))
+                for image in images]
 
     def generation_settings(self, base: "GenerationSettings") -> "GenerationSettings":
         """What the official protocol sends of temperature and max tokens (default: as given)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from eval.methods.base import MethodOutcome, MethodParts, pixels_in, register_method
 from sleuth.errors import SleuthError
+from tools.rendering import fit_longest_side, shrunk
 
 DEFAULT_FRAMES = 32
 
@@ -46,20 +47,33 @@ class UniformMethod:
         return self.benchmark.build_messages(question, images, cot=self.cot)
 
     def sample_frames(self, question: Any) -> list[Any]:
+        """The protocol's frames of the question's video: rendered as the benchmark sends them (kept by the
+        run's store, and on disk for later runs), or decoded arrays for a benchmark that renders its own."""
         path = question.video_file()
+        renderer = self.renderer()
         # the run's store: the video is opened once and its frames decoded once for all its questions
         with self.frame_store.video(path) as video:
-            batch = video.read(self.benchmark.sample_indices(video.meta.n_frames, self.frames))
+            indices = self.benchmark.sample_indices(video.meta.n_frames, self.frames)
+            batch = (self.frame_store.render(video, indices, renderer) if renderer is not None
+                     else video.read(indices))
         if not batch.frames:
             reasons = "; ".join(reason for _, reason in batch.skipped[:2]) or "no frames"
             raise NoFramesError(f"{path}: no frame could be decoded ({reasons})")
-        return [_shrink(frame.image, self.image_max_side) for frame in batch.frames]
+        if renderer is not None:
+            return [frame.image for frame in batch.frames]
+        return [fit_longest_side(frame.image, self.image_max_side) for frame in batch.frames]
+
+    def renderer(self) -> Any:
+        """The benchmark's rendering of a frame, after ``image_max_side`` where set; None if it renders its own."""
+        renderer = self.benchmark.frame_renderer()
+        return shrunk(renderer, self.image_max_side) if renderer is not None else None
 
     def prefetch(self, question: Any) -> None:
-        """Decode a question's frames into the store ahead of time (the runner asks for the next video's
-        while this one's questions are with the model); the frames are the ones ``sample_frames`` reads."""
+        """Decode (and render) a question's frames into the store ahead of time (the runner asks for the next
+        video's while this one's questions are with the model); the frames are the ones ``sample_frames`` reads."""
         self.frame_store.decode_ahead(question.video_file(),
-                                      lambda video: self.benchmark.sample_indices(video.meta.n_frames, self.frames))
+                                      lambda video: self.benchmark.sample_indices(video.meta.n_frames, self.frames),
+                                      self.renderer())
 
     def run(self, question: Any) -> MethodOutcome:
         started = time.perf_counter()
@@ -98,19 +112,6 @@ class UniformMethod:
 
     def prompt_names(self) -> list[str]:
         return self.benchmark.prompt_names(cot=self.cot)
-
-
-def _shrink(image: Any, max_side: int | None) -> Any:
-    """``image`` with its longest side at most ``max_side`` (bicubic, as agent frames are); as is when None."""
-    if max_side is None or max(image.shape[:2]) <= max_side:
-        return image
-    import numpy as np
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
 @register_method("uniform")

@@ -67,14 +67,19 @@ class MMRV(Benchmark):
         return [COT_PROMPT if cot else DIRECT_PROMPT]
 
     def build_messages(self, question, images, *, cot: bool = False):
-        from agent.backends.base import ImagePart, Message, TextPart
+        from agent.backends.base import Message, TextPart
         from prompts import load_prompt
 
         template = load_prompt(COT_PROMPT if cot else DIRECT_PROMPT).text
         text = template.format(question=question.question, options=str(official_options(question))) + " "
         parts: list = [TextPart(text=text)]
-        parts.extend(ImagePart.from_array(image) for image in images)
+        parts.extend(self.image_parts(images))
         return [Message(role="user", content=parts)]
+
+    def frame_renderer(self):
+        from tools.rendering import Rendering
+
+        return Rendering()  # full resolution, PIL's default JPEG
 
     def generation_settings(self, base):
         # the official script sends neither temperature nor max_tokens

@@ -117,16 +117,21 @@ class VideoHolmes(Benchmark):
         return template.format(question=question.question, options=official_options(question.record))
 
     def build_messages(self, question, images, *, cot: bool = False):
-        from agent.backends.base import ImagePart, Message, TextPart
+        from agent.backends.base import Message, TextPart
 
         text = self.prompt_text(question, cot=cot)
         # InternVL's ''.join(f'Frame{i+1}: <image>\n') + prompt, each <image> an image part
         parts: list = []
-        for number, image in enumerate(images, start=1):
+        for number, image in enumerate(self.image_parts(images), start=1):
             parts.append(TextPart(text=("" if number == 1 else "\n") + f"Frame{number}: "))
-            parts.append(ImagePart.from_array(resize_frame(image)))
+            parts.append(image)
         parts.append(TextPart(text=("\n" if images else "") + text))
         return [Message(role="user", content=parts)]
+
+    def frame_renderer(self):
+        from tools.rendering import PreparedRendering
+
+        return PreparedRendering("internvl-448", resize_frame)
 
     def generation_settings(self, base):
         return base.model_copy(update={"temperature": None, "max_tokens": MAX_NEW_TOKENS})

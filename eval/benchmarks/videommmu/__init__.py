@@ -197,12 +197,17 @@ class VideoMMMU(Benchmark):
         return pre_prompt + load_prompt(OPEN_PROMPT).text + text
 
     def build_messages(self, question, images, *, cot: bool = False):
-        from agent.backends.base import ImagePart, Message, TextPart
+        from agent.backends.base import Message, TextPart
 
         self.prompt_names(cot=cot)  # refuses --cot
         parts: list = [TextPart(text=self.prompt_text(question))]
-        parts.extend(ImagePart.from_array(image, quality=JPEG_QUALITY) for image in images)
+        parts.extend(self.image_parts(images))
         return [Message(role="user", content=parts)]
+
+    def frame_renderer(self):
+        from tools.rendering import Rendering
+
+        return Rendering(quality=JPEG_QUALITY)
 
     def generation_settings(self, base):
         return base.model_copy(update={"temperature": 0.0, "max_tokens": MAX_TOKENS})

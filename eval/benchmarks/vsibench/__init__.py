@@ -158,21 +158,25 @@ class VSIBench(Benchmark):
         return "\n".join([pre, question.question, options, mca_post])
 
     def build_messages(self, question, images, *, cot: bool = False):
-        from agent.backends.base import ImagePart, Message, TextPart
+        from agent.backends.base import Message, TextPart
 
         text = TextPart(text=self.prompt_text(question, cot=cot))
+        frames = self.image_parts(images)
         if self.variant == "internvl2":  # internvl2.py: "Frame1: <image>\nFrame2: <image>\n" + prompt
             parts: list[Any] = []
-            for number, image in enumerate(images, start=1):
-                parts += [TextPart(text=("\n" if number > 1 else "") + f"Frame{number}: "),
-                          ImagePart.from_array(_internvl2_tile(image))]
+            for number, image in enumerate(frames, start=1):
+                parts += [TextPart(text=("\n" if number > 1 else "") + f"Frame{number}: "), image]
             return [Message(role="user", content=[*parts, TextPart(text="\n" + text.text)])]
-        frames = [ImagePart.from_array(image) for image in images]
         if self.variant == "gpt4v":  # gpt4v.py: the text part, then the frames
             return [Message(role="user", content=[text, *frames])]
         if self.variant == "gemini":  # gemini_api.py: the video as a first user turn, the prompt sent after it
             return [Message(role="user", content=frames), Message(role="user", content=[text])]
         return [Message(role="user", content=[*frames, text])]
+
+    def frame_renderer(self):
+        from tools.rendering import PreparedRendering, Rendering
+
+        return PreparedRendering("internvl2-tile", _internvl2_tile) if self.variant == "internvl2" else Rendering()
 
     def generation_settings(self, base):
         max_tokens = GEMINI_MAX_TOKENS if self.variant == "gemini" else MAX_NEW_TOKENS
