@@ -1,7 +1,8 @@
 """Where a question's time goes outside the model: ``python -m tools.bench_eval`` (from a source checkout).
 
-A scripted OpenAI-compatible server (the test suite's, ``tests/fake_openai.py``)
-answers every request after a fixed ``--delay``, so everything else a
+A scripted OpenAI-compatible server (the test suite's, ``tests/fake_openai.py``,
+in a process of its own as a real server would be) answers every request
+after a fixed ``--delay``, so everything else a
 question takes is sleuth's own overhead. For the uniform method (one request
 with the official frames) and the agent (search, view two frames, answer:
 three requests after an 8-frame overview), over four questions per video as
@@ -166,7 +167,42 @@ def _agent_script(body: dict) -> Any:
     return ToolCalls([Call("answer", {"option": "A", "rationale": "seen", "evidence": [1.0]})])
 
 
-def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path,
+def _serve(delay: float, ready: Any, stop: Any) -> None:
+    """The scripted server's own process: an agent's request (it offers tools) gets ``_agent_script``'s
+    reply, the uniform method's a letter, each after ``delay``."""
+    from tests.fake_openai import FakeOpenAIServer, Text
+
+    with FakeOpenAIServer() as server:
+        def answer(body: dict) -> Any:
+            server.requests.clear()  # keep memory flat: the bodies carry every image
+            time.sleep(delay)
+            return _agent_script(body) if body.get("tools") else Text("[[A]]")
+
+        server.responder = answer
+        ready.put(server.base_url)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def scripted_server(delay: float) -> Any:
+    """The base URL of a scripted server in a process of its own, so that parsing requests (every image,
+    base64) takes none of the measured process's time, as with a real server."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Queue(), context.Event()
+    process = context.Process(target=_serve, args=(delay, ready, stop), daemon=True, name="scripted-server")
+    process.start()
+    try:
+        yield ready.get(timeout=120)
+    finally:
+        stop.set()
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+
+
+def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path, rounds: int = 4,
             emit: Any = lambda row: None) -> dict[str, Any]:
     """Every figure, each passed to ``emit`` as soon as it is measured (a run cut short keeps what it had)."""
     sys.path.insert(0, str(ROOT))
@@ -177,7 +213,6 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     from eval.methods.agent import AgentMethod
     from eval.methods.uniform import UniformMethod
     from eval.runner import run_evaluation
-    from tests.fake_openai import FakeOpenAIServer, Text
     from tools.frame_shelf import FrameShelf, KeepFrames
     from tools.frame_store import FrameStore
     from tools.options import IndexConfig
@@ -197,16 +232,9 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     shelves = {"agent": FrameShelf.in_cache(cache_dir / "index"), "uniform": FrameShelf.in_cache(cache_dir / "uniform")}
     results: dict[str, Any] = {"delay_s": delay, "videos": [v.name for v in videos], "runs": []}
 
-    with FakeOpenAIServer() as server:
-        backend = create_backend(BackendConfig(model="fake-model", base_url=server.base_url, api_key="k",
-                                               max_retries=0))
+    with scripted_server(delay) as base_url:
+        backend = create_backend(BackendConfig(model="fake-model", base_url=base_url, api_key="k", max_retries=0))
         requests_per_question = {"uniform": 1, "agent": 3}
-
-        def responder(kind: str):
-            def answer(body: dict) -> Any:
-                time.sleep(delay)
-                return Text("[[A]]") if kind == "uniform" else _agent_script(body)
-            return answer
 
         def method(kind: str, store: Any, prefetch: bool = True) -> Any:
             if kind == "uniform":
@@ -225,7 +253,6 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
             questions = _questions([video])
             for kind in ("uniform", "agent"):
                 for mode in modes[kind]:
-                    server.responder = responder(kind)
                     store = store_for(kind, mode)
                     clock = StageClock()
                     with tempfile.TemporaryDirectory() as out, clock.patched():
@@ -249,10 +276,9 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
                     emit(row)
 
         for kind in ("uniform", "agent"):
-            server.responder = responder(kind)
-            # two rounds of every video's questions, each its own question: enough to keep every worker busy
+            # several rounds of every video's questions, each its own question: a steady state at every concurrency
             questions = [q.model_copy(update={"question_id": f"{q.question_id}-r{r}"})
-                         for r in range(2) for q in _questions(videos)]
+                         for r in range(rounds) for q in _questions(videos)]
             # at concurrency 1 also without the next video's frames decoded ahead, side by side
             runs = [(1, False, False)] * (1 in concurrency) + [(k, True, kept) for k in concurrency
                                                                 for kept in (False, True)]
@@ -280,6 +306,9 @@ def main(
     delay: Annotated[float, typer.Option("--delay", help="Seconds the server takes per request.")] = 0.5,
     minutes: Annotated[float, typer.Option("--minutes", help="Length of the synthetic 720p clip (0: none).")] = 5.0,
     concurrency: Annotated[list[int], typer.Option("--concurrency", help="Throughput runs (repeatable).")] = [1, 4, 8],
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Throughput runs: each video's questions this many times.")
+    ] = 4,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each figure as one JSON line as soon as it is measured.")
     ] = False,
@@ -287,7 +316,8 @@ def main(
     """Per-question overhead by stage, before and with the frame store, and throughput against capacity."""
     emit = (lambda row: typer.echo(json.dumps({"delay_s": delay, **row}))) if as_json else (lambda row: None)
     with tempfile.TemporaryDirectory(prefix="sleuth-bench-eval-") as tmp:
-        results = measure(delay=delay, minutes=minutes, concurrency=concurrency, cache_dir=Path(tmp), emit=emit)
+        results = measure(delay=delay, minutes=minutes, concurrency=concurrency, cache_dir=Path(tmp), rounds=rounds,
+                          emit=emit)
     if as_json:
         return
     from rich.console import Console
