@@ -61,6 +61,11 @@ class AgentConfig(BaseModel):
     caption_segments: int = Field(8, ge=1, description="captions strategy: segments the video is described in")
     caption_frames: int = Field(2, ge=1, description="captions strategy: frames shown per segment (each counts)")
 
+    @property
+    def overview_in_sheets(self) -> bool:
+        """Whether the overview tiles decoded frames into contact sheets (else each frame is shown rendered)."""
+        return self.overview_mode == "contact_sheet" and self.perception != "delegated"
+
     def frame_rendering(self) -> Any:
         """How frames become the images the agent shows (a ``tools.rendering.Rendering``): at ``image_max_side``."""
         from tools.rendering import Rendering

@@ -175,6 +175,7 @@ def load_dataset(spec: RunSpec) -> tuple[Any, Any]:
 def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
     """Build the method and its models from ``spec`` (loads the model backend)."""
     from agent.backends import create_backend
+    from agent.strategies import get_strategy
     from eval.methods import MethodParts, create_method
     from tools.frame_shelf import FrameShelf, KeepFrames
     from tools.frame_store import FrameStore
@@ -203,9 +204,11 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
 
         if spec.index is None:
             raise ConfigError(f"the {spec.method} method needs frame index settings")
-        # an index build keeps its frames as the agent shows them: a search hit is then shown without decoding
-        searcher = FrameSearcher(spec.index, keep_frames=KeepFrames(cache_dir, agent_config.frame_rendering())
-                                 if shelf is not None else None)
+        # an index build keeps its frames as the agent shows them, and the strategy's overview: a search hit
+        # and the first look at a video are then shown without decoding
+        opening = 0 if agent_config.overview_in_sheets else get_strategy(spec.strategy).opening_frames(agent_config)
+        searcher = FrameSearcher(spec.index, keep_frames=KeepFrames(
+            cache_dir, agent_config.frame_rendering(), uniform=(opening,) if opening else ()) if shelf else None)
         labels = list(searcher.labels)
         config_extra["index"] = {"settings": spec.index.model_dump(mode="json"), "clip_model_id": searcher.model_id,
                                  "labels": labels}

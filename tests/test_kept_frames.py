@@ -17,6 +17,7 @@ from tests.fake_openai import Call, Text, ToolCalls
 from tools.frame_shelf import FrameShelf, KeepFrames
 from tools.frame_store import FrameStore
 from tools.rendering import Rendering
+from tools.video import uniform_indices
 
 
 def plain_decode(path, index: int) -> np.ndarray:
@@ -73,13 +74,16 @@ def test_the_index_build_keeps_its_frames_so_showing_a_search_hit_decodes_nothin
     config = AgentConfig(image_max_side=48, search_k=3, min_gap_s=0.5)
     searcher = FrameSearcher(IndexConfig(clip_model=tiny_clip_model, pretrained=None, random_weights=True,
                                          cache_dir=cache, fps=5.0),
-                             keep_frames=KeepFrames(cache, config.frame_rendering()))
+                             keep_frames=KeepFrames(cache, config.frame_rendering(), uniform=(4,)))
     index = searcher.index(synthetic_video)
     shelf = FrameShelf.in_cache(cache)
     store = FrameStore(shelf=shelf)
     with store.video(synthetic_video) as video:
         content = store._content(video)
-        assert shelf.kept(content, config.frame_rendering().key) == len(index) == 20  # 4 s at 5 frames/s
+        assert len(index) == 20  # 4 s at 5 frames/s: the overview's frames are kept, not indexed
+        overview = uniform_indices(video.meta.n_frames, 4)
+        assert overview == [0, 13, 26, 39]  # 13 and 39 are not among the index's even frames
+        assert shelf.kept(content, config.frame_rendering().key) == 20 + 2
         for t in index.timestamps[::7]:  # the kept file is the render of a plain decode
             i = int(video.nearest_indices([t])[0])
             kept = shelf.get(content, config.frame_rendering().key, i)
@@ -87,10 +91,12 @@ def test_the_index_build_keeps_its_frames_so_showing_a_search_hit_decodes_nothin
 
         toolbox = Toolbox(video=video, video_path=synthetic_video, searcher=searcher, letters=["A", "B"],
                           config=config, frame_store=store)
+        first_look = toolbox.look(overview)
         hits = toolbox.call(ToolCall(id="1", name="search_frames", arguments={"query": "bands"}), frames_left=8)
         shown = toolbox.call(ToolCall(id="2", name="view_frames", arguments={"timestamps": [f.t for f in hits.frames]}),
                              frames_left=8)
         _wait_for_background_work()
+    assert [f.index for f in first_look.frames] == overview
     assert len(shown.images) == 3 and all(max(p.width, p.height) == 48 for p in shown.images)
     assert store.rendered_from["decoded"] == 0 and store.cache.stats()["misses"] == 0  # not one frame decoded
 
@@ -145,7 +151,8 @@ def test_sleuth_index_keeps_frames_at_the_size_asked_or_none(synthetic_video, ti
     code, out, err = run_cli([*common, "--cache-dir", str(tmp_path / "a"), "--keep-frames", "40"], capsys)
     assert code == 0, err
     kept = list((tmp_path / "a" / "frames").rglob("*.jpg"))
-    assert len(kept) == json.loads(out)["videos"][0]["frames"] == 8
+    # 2 frames/s over 4 s, and the default 8-frame overview (linspace over 40 frames: 6 not among them)
+    assert json.loads(out)["videos"][0]["frames"] == 8 and len(kept) == 8 + 6
     assert all("side40" in p.parent.name for p in kept)
 
     code, _, err = run_cli([*common, "--cache-dir", str(tmp_path / "b"), "--keep-frames", "none"], capsys)

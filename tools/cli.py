@@ -96,7 +96,7 @@ def index_command(
         str,
         typer.Option("--keep-frames", metavar="SIZE",
                      help="Also keep the sampled frames as an agent shows them (cache directory, frames/), so its "
-                     "later looks at search hits decode nothing: full (full resolution, as sleuth eval shows "
+                     "later looks at search hits and its first look at the video decode nothing: full (full resolution, as sleuth eval shows "
                      "MMR-V's frames), a longest side in pixels (as --image-max-side), or none."),
     ] = "full",
 ) -> None:
@@ -146,7 +146,9 @@ def index_command(
         require_ray()  # before anything slow: a missing extra is a one-line error
     listing = expand_video_paths(videos)
     keep = parse_keep_frames(keep_frames)
-    searcher = FrameSearcher(config, keep_frames=KeepFrames(config.resolved_cache_dir(), keep) if keep else None)
+    # and the 8-frame overview an agent with the default budget opens with
+    searcher = FrameSearcher(config, keep_frames=KeepFrames(config.resolved_cache_dir(), keep, uniform=(OVERVIEW,))
+                             if keep else None)
     err = _stderr()
     rows: dict[int, dict[str, Any]] = {}
     failed = 0
@@ -248,6 +250,9 @@ def index_command(
         _stdout().print(table)
     if failed:
         raise typer.Exit(code=2)
+
+
+OVERVIEW = 8  # agent.config.AgentConfig's overview at its default budget (tools/ does not import agent/)
 
 
 def parse_keep_frames(value: str) -> Any:

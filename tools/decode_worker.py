@@ -48,7 +48,7 @@ def video_batches(path: Path, prep, settings: DecodeSettings) -> Iterator[tuple]
         sent = 0
         for batch in decode_batches(
             video, indices, prep.pixels_from_frames, settings.batch_size, size=size, decoder=settings.decoder,
-            threads=settings.threads, keep=settings.keep.keeper(path) if settings.keep is not None else None,
+            threads=settings.threads, keep=settings.keep,
         ):
             pixels = batch.pixels.numpy() if batch.pixels is not None else None
             yield ("batch", None, sent, batch.indices, batch.timestamps, pixels, batch.skipped)

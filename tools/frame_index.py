@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from sleuth.errors import ConfigError, SleuthError
 from tools.cores import available_cores
+from tools.frame_shelf import KeepFrames
 from tools.options import DEFAULT_BATCH_SIZE, DEFAULT_MIN_GAP_S, DEFAULT_QUEUE_DEPTH
 from tools.video import DecodeError, ScanDecoder, Video, VideoMeta, WindowError
 
@@ -179,7 +180,7 @@ def decode_batches(
     size: tuple[int, int] | None = None,
     decoder: ScanDecoder = "auto",
     threads: int = 1,
-    keep: Callable[[Any], None] | None = None,
+    keep: KeepFrames | None = None,
 ) -> Iterator[DecodedBatch]:
     """Decode ``indices`` and preprocess them ``batch_size`` frames at a time.
 
@@ -187,14 +188,22 @@ def decode_batches(
     see there), so each is resized as soon as it is decoded and only small
     frames wait for their batch. Frames that fail to decode are carried in
     ``skipped`` of the next batch (a final batch may hold only skips, with
-    ``pixels=None``). ``keep`` sees each frame at full resolution first
-    (``tools.frame_shelf.KeepFrames``).
+    ``pixels=None``). ``keep`` renders each frame at full resolution onto the
+    shelf first, and also decodes and keeps the extra frames it names (an
+    agent's overview), which are not embedded.
     """
     images: list[np.ndarray] = []
     batch_indices: list[int] = []
     times: list[float] = []
     skipped: list[tuple[int, str]] = []
-    for item in video.scan(indices, size=size, decoder=decoder, threads=threads, on_frame=keep):
+    keeper, extra = None, set()
+    if keep is not None:
+        keeper = keep.keeper(video.path)
+        extra = set(keep.extra_indices(video.meta.n_frames)) - set(indices)
+    for item in video.scan([*indices, *extra], size=size, decoder=decoder, threads=threads, on_frame=keeper):
+        index = item[0] if isinstance(item, tuple) else item.index
+        if index in extra:
+            continue  # kept for showing, not part of the index
         if isinstance(item, tuple):
             skipped.append(item)
             continue
@@ -527,7 +536,7 @@ def build_frame_index(
     workers: int = 1,
     decode_threads: int = 1,
     decoder: ScanDecoder = "auto",
-    keep: Callable[[Any], None] | None = None,
+    keep: KeepFrames | None = None,
 ) -> FrameIndex:
     """Sample ``video`` at ``fps`` (at most ``max_frames``), embed with ``encoder`` and index.
 
@@ -541,7 +550,7 @@ def build_frame_index(
     ``random_weights``, ``labels`` and ``dim`` (a ``tools.clip.ClipEncoder``);
     where it also has ``frame_size`` and ``pixels_from_frames``, frames are
     resized while decoding and batches travel as uint8.
-    ``keep`` sees each decoded frame at full resolution (``decode_batches``).
+    ``keep``: frames kept for showing (``decode_batches``).
     Raises ``DecodeError`` when no frame can be decoded.
     """
     started = time.perf_counter()

@@ -98,10 +98,19 @@ def _decoded_header(data: bytes) -> RenderedImage | None:
 @dataclass(frozen=True)
 class KeepFrames:
     """What an index build keeps of the frames it decodes: each rendered with ``renderer`` onto the shelf under
-    ``cache_dir``, so that showing a search hit later costs no decoding. Picklable (decoding processes get it)."""
+    ``cache_dir``, so that showing a search hit later costs no decoding; and, decoded in the same pass, the
+    ``uniform`` samples of these sizes (an agent's overview, which it shows first). Picklable (decoding
+    processes get it)."""
 
     cache_dir: Path
     renderer: Renderer
+    uniform: tuple[int, ...] = ()
+
+    def extra_indices(self, n_frames: int) -> list[int]:
+        """The frames kept beyond the index's own: ``uniform_indices`` of each size in ``uniform``."""
+        from tools.video import uniform_indices
+
+        return sorted({i for n in self.uniform if n > 0 and n_frames > 0 for i in uniform_indices(n_frames, n)})
 
     def keeper(self, video_path: str | Path) -> Callable[[Any], None]:
         """A callback for each decoded full-resolution ``Frame`` of this video (a frame already kept is skipped)."""

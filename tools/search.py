@@ -202,7 +202,7 @@ class FrameSearcher:
                 workers=config.workers or default_workers(encoder.device),
                 decode_threads=config.decode_threads,
                 meta_extra=self.meta_extra(path, key),
-                keep=self.keep_frames.keeper(path) if self.keep_frames is not None else None,
+                keep=self.keep_frames,
             )
 
     # -- for engines that build many indexes at once (tools.index_directory, tools.ray_index)

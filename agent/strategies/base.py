@@ -35,10 +35,14 @@ class Strategy:
     def run(self, context: "AgentContext", on_event: EventSink | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def opening_frames(self, config: Any) -> int:
+        """How many uniform frames its first look at a video shows (the overview); 0: none."""
+        return max(0, min(config.overview_frames or 0, config.max_frames))
+
     def opening_indices(self, config: Any, n_frames: int) -> list[int]:
         """The frames its first look at a video will read (decoded ahead while another video's questions
-        run): the uniform overview's, as ``Video.sample_uniform`` picks them."""
-        n = min(config.overview_frames or 0, config.max_frames)
+        run, and kept by the index build): the uniform overview's, as ``Video.sample_uniform`` picks them."""
+        n = self.opening_frames(config)
         return uniform_indices(n_frames, n) if n > 0 and n_frames > 0 else []
 
 

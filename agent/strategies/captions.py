@@ -124,5 +124,5 @@ class CaptionsStrategy(PlannerStrategy):
     prompt_names = PROMPT_NAMES + ("caption_segment", "captions_system", "captions_memory")
     opening = staticmethod(caption_memory)
 
-    def opening_indices(self, config, n_frames: int) -> list[int]:
-        return []  # the caption memory's frames depend on the cache; nothing is decoded ahead
+    def opening_frames(self, config) -> int:
+        return 0  # the caption memory's frames depend on the cache; nothing is decoded ahead

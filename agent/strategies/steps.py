@@ -34,7 +34,7 @@ def show_overview(ctx: AgentContext) -> tuple[list, int, list[str]]:
     n = min(cfg.overview_frames, cfg.max_frames)
     shown, frontier = 0, [question_node.id]
     if n > 0:
-        sheets = cfg.overview_mode == "contact_sheet" and not ctx.delegated
+        sheets = cfg.overview_in_sheets
         # sheets tile the decoded frames; frames shown one by one are rendered (kept for later questions)
         batch = toolbox.video.sample_uniform(n) if sheets else toolbox.look(uniform_indices(toolbox.video.meta.n_frames, n))
         frames = batch.frames

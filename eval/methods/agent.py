@@ -45,10 +45,9 @@ class AgentMethod:
             return
         strategy = get_strategy(self.strategy)
         # frames shown one by one are rendered too; contact sheets tile the decoded frames
-        sheets = self.config.overview_mode == "contact_sheet" and self.config.perception != "delegated"
         self.frame_store.decode_ahead(question.video_file(),
                                       lambda video: strategy.opening_indices(self.config, video.meta.n_frames),
-                                      None if sheets else self.config.frame_rendering())
+                                      None if self.config.overview_in_sheets else self.config.frame_rendering())
 
     def run(self, question: Any) -> MethodOutcome:
         from agent.run import solve  # the agent is optional for the uniform baseline
