@@ -18,8 +18,8 @@ background while the model reads them (``prefetch_hits``; the stage figures
 then include work done in the background, while the model was busy).
 ``kept, first run`` adds a shelf of kept frames on disk (``--keep-frames``,
 the default of ``sleuth eval``): the frames a run renders are written there,
-and for the agent the index build has kept every frame it sampled, so
-search hits are there already; ``kept, later run`` is the same run again,
+and for the agent the index build has kept every frame it sampled and
+the overview, so search hits and the first look are there already; ``kept, later run`` is the same run again,
 every frame now on the shelf (a second model, strategy or prompt on the
 same videos). The frame index is built before timing (a warm cache, as on
 any run after the first). Both methods show frames at full resolution, as
@@ -226,7 +226,8 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     # the index build keeps the frames it samples, as sleuth eval's does
     searcher = FrameSearcher(IndexConfig(clip_model="ViT-B-32-256", pretrained=None, random_weights=True,
                                          cache_dir=cache_dir / "index"),
-                             keep_frames=KeepFrames(cache_dir / "index", agent_config.frame_rendering()))
+                             keep_frames=KeepFrames(cache_dir / "index", agent_config.frame_rendering(),
+                                                    uniform=(agent_config.overview_frames,)))
     for video in videos:  # warm: the index exists before any question is timed
         searcher.index(video)
     shelves = {"agent": FrameShelf.in_cache(cache_dir / "index"), "uniform": FrameShelf.in_cache(cache_dir / "uniform")}
