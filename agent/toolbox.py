@@ -16,6 +16,8 @@ an ``Observation`` whose text tells the model what happened.
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import json
 import re
@@ -103,6 +105,38 @@ def arguments_model(
     fn: Callable, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
 ) -> type[BaseModel]:
     """A pydantic model of ``fn``'s keyword arguments (minus ``exclude``), described by its docstring."""
+    key = _cache_key(fn, exclude, defaults)
+    return _arguments_model(*key) if key is not None else _build_arguments_model(fn, exclude, defaults)
+
+
+def _cache_key(fn: Callable, exclude: tuple[str, ...], defaults: dict[str, Any] | None) -> tuple | None:
+    """(function, exclude, defaults) as a hashable key: every question's toolbox builds the same models and
+    schemas (pydantic's create_model took 20 ms of CPU per question); None when a default is unhashable."""
+    items = tuple(sorted((defaults or {}).items()))
+    try:
+        hash(items)
+    except TypeError:
+        return None
+    return getattr(fn, "__func__", fn), tuple(exclude), items
+
+
+@functools.lru_cache(maxsize=512)
+def _arguments_model(func: Callable, exclude: tuple[str, ...], defaults: tuple) -> type[BaseModel]:
+    return _build_arguments_model(func, exclude, dict(defaults))
+
+
+@functools.lru_cache(maxsize=512)
+def _schema(func: Callable, exclude: tuple[str, ...], defaults: tuple) -> dict[str, Any]:
+    return _schema_of(_arguments_model(func, exclude, defaults))
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    schema = _inline_refs(_strip_titles(model.model_json_schema()))
+    schema.pop("additionalProperties", None)  # some servers reject it; extra keys are still refused on our side
+    return schema
+
+
+def _build_arguments_model(fn: Callable, exclude: tuple[str, ...], defaults: dict[str, Any] | None) -> type[BaseModel]:
     _, descriptions = _docstring_parts(fn)
     hints = get_type_hints(fn)
     fields: dict[str, Any] = {}
@@ -122,8 +156,9 @@ def tool_spec(
 ) -> ToolSpec:
     """The ``ToolSpec`` (name, description, JSON schema) of a typed function."""
     summary, _ = _docstring_parts(fn)
-    schema = _inline_refs(_strip_titles(arguments_model(fn, exclude=exclude, defaults=defaults).model_json_schema()))
-    schema.pop("additionalProperties", None)  # some servers reject it; extra keys are still refused on our side
+    key = _cache_key(fn, exclude, defaults)
+    schema = (copy.deepcopy(_schema(*key)) if key is not None  # the caller may change its copy
+              else _schema_of(_build_arguments_model(fn, exclude, defaults)))
     return ToolSpec(name=name or fn.__name__, description=summary, parameters=schema)
 
 
@@ -487,9 +522,11 @@ class Toolbox:
 
     def thumbnail(self, frame: Any) -> str:
         """The trace's thumbnail of a frame: a decoded one (``.image`` an array), or a rendered one, made
-        from the image the model received."""
-        image = frame.image
-        return self._thumbnail(image if isinstance(image, np.ndarray) else image.pixels())
+        from the image the model received (once per run: ``FrameStore.thumbnail``)."""
+        if isinstance(frame.image, np.ndarray):
+            return self._thumbnail(frame.image)
+        small = self.frame_store.thumbnail(self.video, frame, self.rendering, self.config.thumb_side)
+        return ImagePart.from_rendered(small).data_url()
 
 
 def _error(tool: str, message: str) -> Observation:

@@ -28,6 +28,10 @@ against the server's capacity, ``concurrency / (requests per question x
 delay)`` questions/s, with the run's store and with a warm shelf; at
 concurrency 1 also without the next video's frames decoded ahead (the
 runner asks a method to ``prefetch`` them while this video's questions run).
+Beside them, ``requests alone`` sends each question's request bodies as
+sleuth sends them and does nothing else: the ceiling the scripted server
+and the machine leave to any method (bodies with 32 full-resolution frames
+are megabytes each, and both ends share the same cores).
 
 Videos: the bundled clip and a 5-minute 720p synthetic clip (``--minutes``;
 made once by ``tools.synthetic_footage`` and cached).
@@ -202,6 +206,41 @@ def scripted_server(delay: float) -> Any:
             process.terminate()
 
 
+def _requests_of(method: Any, backend: Any, questions: list[Any]) -> list[list[dict]]:
+    """The request bodies each question sends, as the backend sends them (captured while the questions run)."""
+    sent: list[list[dict]] = []
+    original = backend._send
+
+    def capture(request: dict, settings: Any) -> Any:
+        sent[-1].append((request, settings))
+        return original(request, settings)
+
+    backend._send = capture
+    try:
+        for question in questions:
+            sent.append([])
+            method.run(question)
+    finally:
+        del backend._send  # the class's method again
+    return sent
+
+
+def _replay(backend: Any, bodies: list[list[tuple[dict, Any]]], concurrency: int, rounds: int) -> float:
+    """Questions per second when a question is nothing but its requests: the ceiling the scripted server and
+    this machine leave to any method (every question sent ``rounds`` times, ``concurrency`` at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(requests: list[tuple[dict, Any]]) -> None:
+        for request, settings in requests:
+            backend._send(request, settings)
+
+    work = [requests for _ in range(rounds) for requests in bodies]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, work))
+    return len(work) / (time.perf_counter() - started)
+
+
 def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: Path, rounds: int = 4,
             emit: Any = lambda row: None) -> dict[str, Any]:
     """Every figure, each passed to ``emit`` as soon as it is measured (a run cut short keeps what it had)."""
@@ -283,6 +322,15 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
             # at concurrency 1 also without the next video's frames decoded ahead, side by side
             runs = [(1, False, False)] * (1 in concurrency) + [(k, True, kept) for k in concurrency
                                                                 for kept in (False, True)]
+            bodies = _requests_of(method(kind, FrameStore(shelf=shelves[kind])), backend, _questions(videos))
+            for k in concurrency:  # the harness alone: each question only its requests, as sleuth sends them
+                rate = _replay(backend, bodies, k, rounds)
+                results["runs"].append(row := {
+                    "method": kind, "concurrency": k, "ceiling": True, "questions": len(bodies) * rounds,
+                    "questions_per_s": round(rate, 3), "capacity_per_s": round(k / (requests_per_question[kind] * delay), 3),
+                    "share_of_capacity": round(rate / (k / (requests_per_question[kind] * delay)), 3),
+                })
+                emit(row)
             for k, ahead, kept in runs:
                 chosen = method(kind, FrameStore(shelf=shelves[kind] if kept else None))
                 if not ahead:
@@ -331,6 +379,11 @@ def main(
     for column in ("method", "concurrency", "next video ahead", "kept frames", "questions/s", "capacity/s", "share"):
         throughput.add_column(column, justify="right")
     for row in results["runs"]:
+        if row.get("ceiling"):
+            throughput.add_row(row["method"], str(row["concurrency"]), "requests alone", "-",
+                               f"{row['questions_per_s']:.2f}", f"{row['capacity_per_s']:.2f}",
+                               f"{row['share_of_capacity']:.2f}")
+            continue
         if "concurrency" in row:
             throughput.add_row(row["method"], str(row["concurrency"]), "yes" if row["next_video_ahead"] else "no",
                                "warm" if row["kept_frames"] else "no", f"{row['questions_per_s']:.2f}",

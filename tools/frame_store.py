@@ -34,6 +34,7 @@ from tools.video import DecodeError, Frame, Video, open_video
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # about 700 frames of 720p video
 DEFAULT_RENDERED_BYTES = 512 * 1024**2  # about 4,000 full-resolution 720p JPEGs
 DEFAULT_OPEN_VIDEOS = 16
+MAX_THUMBNAILS = 4096  # a few kB each
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class FrameStore:
         self.rendered = RenderedCache(rendered_bytes)
         self.shelf = shelf
         self._contents: dict[str, str | None] = {}
+        self._thumbnails: OrderedDict[tuple[str, str, int, int], RenderedImage] = OrderedDict()
         self.rendered_from = {"memory": 0, "shelf": 0, "decoded": 0}  # where each rendered frame came from
         self.max_open = max(1, max_open)
         self._open: OrderedDict[str, Video] = OrderedDict()
@@ -209,6 +211,22 @@ class FrameStore:
                     self._count("decoded")
         frames = [RenderedFrame(i, float(times[i]), got[i]) for i in indices if i in got]
         return RenderedBatch(frames=frames, skipped=skipped)
+
+    def thumbnail(self, video: Video, frame: RenderedFrame, renderer: Renderer, max_side: int) -> RenderedImage:
+        """A rendered frame's thumbnail (``RenderedImage.thumbnail``), made once per run: the same overview
+        frames appear in the trace of every question about a video."""
+        key = (str(video.path), renderer.key, frame.index, max_side)
+        with self._lock:
+            made = self._thumbnails.get(key)
+            if made is not None:
+                self._thumbnails.move_to_end(key)
+                return made
+        made = frame.image.thumbnail(max_side)
+        with self._lock:
+            self._thumbnails[key] = made
+            while len(self._thumbnails) > MAX_THUMBNAILS:
+                self._thumbnails.popitem(last=False)
+        return made
 
     def render_ahead(self, video: Video, indices: Sequence[int], renderer: Renderer) -> threading.Thread | None:
         """Render these frames in the background (a model reading search hits it may then ask to see);

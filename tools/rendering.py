@@ -31,12 +31,21 @@ class RenderedImage:
     def nbytes(self) -> int:
         return len(self.jpeg)
 
-    def pixels(self) -> np.ndarray:
-        """The decoded JPEG, HxWx3 uint8 (what the model's image looks like, e.g. for a thumbnail)."""
+    def pixels(self, at_least: int | None = None) -> np.ndarray:
+        """The decoded JPEG, HxWx3 uint8 (what the model's image looks like). ``at_least``: a longest side
+        the result may be cut down to, decoded at 1/2, 1/4 or 1/8 scale where that still reaches it
+        (libjpeg's scaled decoding: a full-resolution frame's thumbnail for a fraction of the cost)."""
         from PIL import Image
 
         with Image.open(io.BytesIO(self.jpeg)) as img:
+            if at_least is not None and max(img.size) > at_least:
+                scale = at_least / max(img.size)
+                img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
             return np.asarray(img.convert("RGB"))
+
+    def thumbnail(self, max_side: int) -> "RenderedImage":
+        """A small copy (for traces and pages, never for a model), made from the image the model received."""
+        return Rendering(max_side)(self.pixels(at_least=max_side))
 
 
 @runtime_checkable

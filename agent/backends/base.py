@@ -12,7 +12,7 @@ import base64
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from sleuth.errors import SleuthError
 from sleuth.redact import redact
@@ -51,6 +51,7 @@ class ImagePart(BaseModel):
     height: int
     detail: Literal["auto", "low", "high"] | None = None
     label: str | None = None  # e.g. "t=12.50s"; backends put it as text before the image when set
+    _data_url: str | None = PrivateAttr(default=None)
 
     @classmethod
     def from_array(
@@ -79,7 +80,10 @@ class ImagePart(BaseModel):
         return cls(jpeg=image.jpeg, width=image.width, height=image.height, detail=detail, label=label)
 
     def data_url(self) -> str:
-        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
+        # made once: an agent's conversation sends the same image with every later request
+        if self._data_url is None:
+            self._data_url = "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
+        return self._data_url
 
 
 ContentPart = TextPart | ImagePart
