@@ -23,16 +23,7 @@ from tests.cli_helpers import mmrv_sample, run_cli
 from tests.fake_openai import FakeOpenAIServer, Text
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sleuth[ray]', or '.[test]')")
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 7  # three videos: 2, 3 and 2 questions; shard 0 takes the video of 3
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    yield ray
-    ray.shutdown()
 
 
 def answer(delay: float = 0.0):
