@@ -138,6 +138,9 @@ class FreshStore:
 
         return FrameStore().render(video, indices, renderer)  # nothing rendered is kept for the next call
 
+    def thumbnail(self, video: Any, frame: Any, renderer: Any, max_side: int) -> Any:
+        return frame.image.thumbnail(max_side)
+
     def render_ahead(self, *args: Any) -> None:
         return None
 
