@@ -124,7 +124,7 @@ def _run_and_report(
     from agent.backends import create_backend
     from agent.run import solve
     from agent.strategies import get_strategy
-    from tools.frame_shelf import FrameShelf, KeepFrames
+    from tools.frame_shelf import FrameShelf
     from tools.frame_store import FrameStore
     from tools.search import FrameSearcher
 
@@ -134,9 +134,7 @@ def _run_and_report(
         perception = create_backend(backend_config.model_copy(update={"model": perception_model}))
     # the frames it samples and shows are kept beside the index: asking again about the video decodes less
     cache_dir = index_config.resolved_cache_dir()
-    opening = 0 if agent_config.overview_in_sheets else get_strategy(strategy).opening_frames(agent_config)
-    searcher = FrameSearcher(index_config, keep_frames=KeepFrames(cache_dir, agent_config.frame_rendering(),
-                                                                  uniform=(opening,) if opening else ()))
+    searcher = FrameSearcher(index_config, keep_frames=get_strategy(strategy).kept_frames(agent_config, cache_dir))
     store = FrameStore(shelf=FrameShelf.in_cache(cache_dir))
     try:
         trace = solve(

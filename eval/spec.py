@@ -177,7 +177,7 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
     from agent.backends import create_backend
     from agent.strategies import get_strategy
     from eval.methods import MethodParts, create_method
-    from tools.frame_shelf import FrameShelf, KeepFrames
+    from tools.frame_shelf import FrameShelf
     from tools.frame_store import FrameStore
     from tools.options import IndexConfig
 
@@ -204,11 +204,8 @@ def prepare(spec: RunSpec, benchmark: Any, dataset: Any) -> PreparedRun:
 
         if spec.index is None:
             raise ConfigError(f"the {spec.method} method needs frame index settings")
-        # an index build keeps its frames as the agent shows them, and the strategy's overview: a search hit
-        # and the first look at a video are then shown without decoding
-        opening = 0 if agent_config.overview_in_sheets else get_strategy(spec.strategy).opening_frames(agent_config)
-        searcher = FrameSearcher(spec.index, keep_frames=KeepFrames(
-            cache_dir, agent_config.frame_rendering(), uniform=(opening,) if opening else ()) if shelf else None)
+        searcher = FrameSearcher(spec.index, keep_frames=get_strategy(spec.strategy).kept_frames(agent_config, cache_dir)
+                                 if shelf else None)
         labels = list(searcher.labels)
         config_extra["index"] = {"settings": spec.index.model_dump(mode="json"), "clip_model_id": searcher.model_id,
                                  "labels": labels}

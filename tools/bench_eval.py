@@ -251,11 +251,12 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     from agent.backends import create_backend
     from agent.backends.config import BackendConfig
     from agent.config import AgentConfig
+    from agent.strategies import get_strategy
     from eval.benchmarks.mmr_v import MMRV
     from eval.methods.agent import AgentMethod
     from eval.methods.uniform import UniformMethod
     from eval.runner import run_evaluation
-    from tools.frame_shelf import FrameShelf, KeepFrames
+    from tools.frame_shelf import FrameShelf
     from tools.frame_store import FrameStore
     from tools.options import IndexConfig
     from tools.search import FrameSearcher
@@ -268,8 +269,7 @@ def measure(*, delay: float, minutes: float, concurrency: list[int], cache_dir: 
     # the index build keeps the frames it samples, as sleuth eval's does
     searcher = FrameSearcher(IndexConfig(clip_model="ViT-B-32-256", pretrained=None, random_weights=True,
                                          cache_dir=cache_dir / "index"),
-                             keep_frames=KeepFrames(cache_dir / "index", agent_config.frame_rendering(),
-                                                    uniform=(agent_config.overview_frames,)))
+                             keep_frames=get_strategy("planner").kept_frames(agent_config, cache_dir / "index"))
     for video in videos:  # warm: the index exists before any question is timed
         searcher.index(video)
     shelves = {"agent": FrameShelf.in_cache(cache_dir / "index"), "uniform": FrameShelf.in_cache(cache_dir / "uniform")}

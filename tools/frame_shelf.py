@@ -48,6 +48,13 @@ class FrameShelf:
     def __repr__(self) -> str:
         return f"FrameShelf({str(self.root)!r})"
 
+    def content(self, video_path: str | Path) -> str:
+        """A video's key on the shelf: the sha256 of its bytes, memoised beside the frame indexes (the cache
+        directory holding the shelf), as their keys are."""
+        from tools.cache import file_sha256
+
+        return file_sha256(video_path, memo_dir=self.root.parent)
+
     def path(self, content: str, key: str, index: int) -> Path:
         return self.root / content[:2] / content / _SAFE.sub("_", key) / f"{int(index)}.jpg"
 
@@ -114,10 +121,8 @@ class KeepFrames:
 
     def keeper(self, video_path: str | Path) -> Callable[[Any], None]:
         """A callback for each decoded full-resolution ``Frame`` of this video (a frame already kept is skipped)."""
-        from tools.cache import file_sha256
-
         shelf = FrameShelf.in_cache(self.cache_dir)
-        content = file_sha256(video_path, memo_dir=Path(self.cache_dir).expanduser())
+        content = shelf.content(video_path)
         key = self.renderer.key
 
         def keep(frame: Any) -> None:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from tools.frame_shelf import FrameShelf
 from tools.rendering import RenderedImage, Renderer
@@ -34,7 +34,7 @@ from tools.video import DecodeError, Frame, Video, open_video
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # about 700 frames of 720p video
 DEFAULT_RENDERED_BYTES = 512 * 1024**2  # about 4,000 full-resolution 720p JPEGs
 DEFAULT_OPEN_VIDEOS = 16
-MAX_THUMBNAILS = 4096  # a few kB each
+THUMBNAIL_BYTES = 32 * 1024**2  # thousands of thumbnails of a few kB each
 
 
 @dataclass(frozen=True)
@@ -50,86 +50,83 @@ class RenderedBatch:
     skipped: list[tuple[int, str]]  # (frame index, why it could not be decoded)
 
 
+class BoundedLRU:
+    """Values by key, least recently used first out, their total size (``size_of``) at most ``max_size``.
+    Thread-safe."""
+
+    def __init__(self, max_size: int, size_of: Callable[[Any], int]):
+        self.max_size = max(0, int(max_size))
+        self._size_of = size_of
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._values
+
+    def put(self, key: Hashable, value: Any) -> None:
+        size = self._size_of(value)
+        if size > self.max_size:
+            return
+        with self._lock:
+            previous = self._values.pop(key, None)
+            self._size += size - (self._size_of(previous) if previous is not None else 0)
+            self._values[key] = value
+            while self._size > self.max_size:
+                _, evicted = self._values.popitem(last=False)
+                self._size -= self._size_of(evicted)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class FrameCache:
     """Decoded frames by (video, frame index), least recently used first out, bounded by bytes. Thread-safe."""
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
-        self.max_bytes = max(0, int(max_bytes))
-        self._frames: OrderedDict[tuple[str, int], Frame] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._frames = BoundedLRU(max_bytes, lambda frame: frame.image.nbytes)
+        self.max_bytes = self._frames.max_size
+        self._lock = threading.Lock()  # the counts
         self.hits = 0
         self.misses = 0
 
     def get(self, video: str, index: int) -> Frame | None:
+        frame = self._frames.get((video, index))
         with self._lock:
-            frame = self._frames.get((video, index))
             if frame is None:
                 self.misses += 1
-                return None
-            self._frames.move_to_end((video, index))
-            self.hits += 1
-            return frame
+            else:
+                self.hits += 1
+        return frame
 
     def contains(self, video: str, index: int) -> bool:
         """Whether the frame is cached (not counted as a hit or a miss)."""
-        with self._lock:
-            return (video, index) in self._frames
+        return (video, index) in self._frames
 
     def put(self, video: str, frame: Frame) -> None:
-        size = frame.image.nbytes
-        if size > self.max_bytes:
-            return
-        frame.image.flags.writeable = False  # shared by every reader from now on
-        with self._lock:
-            key = (video, frame.index)
-            previous = self._frames.pop(key, None)
-            if previous is not None:
-                self._bytes -= previous.image.nbytes
-            self._frames[key] = frame
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, evicted = self._frames.popitem(last=False)
-                self._bytes -= evicted.image.nbytes
+        if frame.image.nbytes <= self.max_bytes:
+            frame.image.flags.writeable = False  # shared by every reader from now on
+        self._frames.put((video, frame.index), frame)
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self._frames.size
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"frames": len(self._frames), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
-
-
-class RenderedCache:
-    """Rendered frames by (video, renderer key, frame index), least recently used first out, bounded by bytes."""
-
-    def __init__(self, max_bytes: int = DEFAULT_RENDERED_BYTES):
-        self.max_bytes = max(0, int(max_bytes))
-        self._images: OrderedDict[tuple[str, str, int], RenderedImage] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, int]) -> RenderedImage | None:
-        with self._lock:
-            image = self._images.get(key)
-            if image is not None:
-                self._images.move_to_end(key)
-            return image
-
-    def put(self, key: tuple[str, str, int], image: RenderedImage) -> None:
-        if image.nbytes > self.max_bytes:
-            return
-        with self._lock:
-            previous = self._images.pop(key, None)
-            self._bytes += image.nbytes - (previous.nbytes if previous is not None else 0)
-            self._images[key] = image
-            while self._bytes > self.max_bytes:
-                _, evicted = self._images.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    def __len__(self) -> int:
-        return len(self._images)
+            return {"frames": len(self._frames), "bytes": self._frames.size, "hits": self.hits, "misses": self.misses}
 
 
 class FrameStore:
@@ -141,10 +138,10 @@ class FrameStore:
     def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, max_open: int = DEFAULT_OPEN_VIDEOS, *,
                  shelf: FrameShelf | None = None, rendered_bytes: int = DEFAULT_RENDERED_BYTES):
         self.cache = FrameCache(cache_bytes)
-        self.rendered = RenderedCache(rendered_bytes)
+        self.rendered = BoundedLRU(rendered_bytes, _jpeg_bytes)  # (video, renderer key, index) -> RenderedImage
         self.shelf = shelf
         self._contents: dict[str, str | None] = {}
-        self._thumbnails: OrderedDict[tuple[str, str, int, int], RenderedImage] = OrderedDict()
+        self._thumbnails = BoundedLRU(THUMBNAIL_BYTES, _jpeg_bytes)  # (video, renderer key, index, side) -> image
         self.rendered_from = {"memory": 0, "shelf": 0, "decoded": 0}  # where each rendered frame came from
         self.max_open = max(1, max_open)
         self._open: OrderedDict[str, Video] = OrderedDict()
@@ -169,13 +166,11 @@ class FrameStore:
         with self.video(path) as video:
             indices = list(pick(video))
             if renderer is not None:
-                indices = self._not_rendered(video, indices, renderer)
+                self._render_speculatively(video, indices, renderer)
+                return
             thread = video.prefetch(indices, together=True) if indices else None
             if thread is not None:
                 thread.join()
-            if renderer is not None and indices and threading.main_thread().is_alive():
-                with contextlib.suppress(DecodeError):  # speculative: the real read reports it
-                    self.render(video, indices, renderer)
 
     # -- rendered frames
 
@@ -185,13 +180,14 @@ class FrameStore:
         Raises ``DecodeError`` when none can be had."""
         indices = [int(i) for i in indices]
         got: dict[int, RenderedImage] = {}
+        missing: list[int] = []
         for i in dict.fromkeys(indices):
             image = self._kept(video, renderer, i)
-            if image is not None:
+            if image is None:
+                missing.append(i)
+            else:
                 got[i] = image
-        missing = [i for i in dict.fromkeys(indices) if i not in got]
         skipped: list[tuple[int, str]] = []
-        times = video.timestamps
         if missing:
             try:
                 batch = video.read(missing)
@@ -209,43 +205,39 @@ class FrameStore:
                     if content is not None:
                         self.shelf.put(content, renderer.key, frame.index, image)
                     self._count("decoded")
-        frames = [RenderedFrame(i, float(times[i]), got[i]) for i in indices if i in got]
+        frames = [RenderedFrame(i, video.time_of(i), got[i]) for i in indices if i in got]
         return RenderedBatch(frames=frames, skipped=skipped)
 
     def thumbnail(self, video: Video, frame: RenderedFrame, renderer: Renderer, max_side: int) -> RenderedImage:
         """A rendered frame's thumbnail (``RenderedImage.thumbnail``), made once per run: the same overview
         frames appear in the trace of every question about a video."""
         key = (str(video.path), renderer.key, frame.index, max_side)
-        with self._lock:
-            made = self._thumbnails.get(key)
-            if made is not None:
-                self._thumbnails.move_to_end(key)
-                return made
-        made = frame.image.thumbnail(max_side)
-        with self._lock:
-            self._thumbnails[key] = made
-            while len(self._thumbnails) > MAX_THUMBNAILS:
-                self._thumbnails.popitem(last=False)
+        made = self._thumbnails.get(key)
+        if made is None:
+            made = frame.image.thumbnail(max_side)
+            self._thumbnails.put(key, made)
         return made
 
     def render_ahead(self, video: Video, indices: Sequence[int], renderer: Renderer) -> threading.Thread | None:
-        """Render these frames in the background (a model reading search hits it may then ask to see);
-        frames already rendered are skipped, and decoding yields to real reads (``Video.prefetch``)."""
-        def work() -> None:
-            wanted = self._not_rendered(video, [i for i in indices if 0 <= i < video.meta.n_frames], renderer)
-            if not wanted:
-                return
-            decoding = video.prefetch(wanted, together=True)  # one read: cheaper than one per frame
-            if decoding is not None:
-                decoding.join()
-            if threading.main_thread().is_alive() and not video.closed:
-                with contextlib.suppress(Exception):  # speculative: the real read reports what went wrong
-                    self.render(video, wanted, renderer)
-
+        """Render these frames in the background (a model reading search hits it may then ask to see)."""
         # not a daemon, as Video.prefetch's: a thread torn down inside the native decoder aborts the process
-        thread = threading.Thread(target=work, name="sleuth-render-ahead", daemon=False)
+        thread = threading.Thread(target=self._render_speculatively, args=(video, indices, renderer),
+                                  name="sleuth-render-ahead", daemon=False)
         thread.start()
         return thread
+
+    def _render_speculatively(self, video: Video, indices: Sequence[int], renderer: Renderer) -> None:
+        """Render the frames not rendered yet, decoding them in one read that yields to real reads
+        (``Video.prefetch``); whatever fails is left for the real read to report."""
+        wanted = self._not_rendered(video, [i for i in indices if 0 <= i < video.meta.n_frames], renderer)
+        if not wanted:
+            return
+        decoding = video.prefetch(wanted, together=True)  # one read: cheaper than one per frame
+        if decoding is not None:
+            decoding.join()
+        if threading.main_thread().is_alive() and not video.closed:
+            with contextlib.suppress(Exception):
+                self.render(video, wanted, renderer)
 
     def _kept(self, video: Video, renderer: Renderer, index: int) -> RenderedImage | None:
         key = (str(video.path), renderer.key, index)
@@ -275,10 +267,8 @@ class FrameStore:
             return None
         key = str(video.path)
         if key not in self._contents:
-            from tools.cache import file_sha256
-
             try:
-                self._contents[key] = file_sha256(video.path, memo_dir=self.shelf.root.parent)
+                self._contents[key] = self.shelf.content(video.path)
             except OSError:
                 self._contents[key] = None  # unreadable now: render without the shelf
         return self._contents[key]
@@ -326,3 +316,6 @@ class FrameStore:
         return {**self.cache.stats(), "open_videos": len(self._open), "rendered": len(self.rendered),
                 **{f"rendered_from_{where}": n for where, n in self.rendered_from.items()}}
 
+
+def _jpeg_bytes(image: RenderedImage) -> int:
+    return image.nbytes

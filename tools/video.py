@@ -340,6 +340,10 @@ class Video:
         """Presentation time (s) of every frame, ascending."""
         return self._times.copy()
 
+    def time_of(self, index: int) -> float:
+        """Presentation time (s) of frame ``index``."""
+        return float(self._times[index])
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -39,6 +39,15 @@ class Strategy:
         """How many uniform frames its first look at a video shows (the overview); 0: none."""
         return max(0, min(config.overview_frames or 0, config.max_frames))
 
+    def kept_frames(self, config: Any, cache_dir: Any) -> Any:
+        """What an index build keeps for this strategy's runs (a ``tools.frame_shelf.KeepFrames``): every frame
+        it samples as the agent shows them, and the overview frames shown one by one, so that a search hit
+        and the first look at a video are shown without decoding."""
+        from tools.frame_shelf import KeepFrames
+
+        opening = 0 if config.overview_in_sheets else self.opening_frames(config)
+        return KeepFrames(cache_dir, config.frame_rendering(), uniform=(opening,) if opening else ())
+
     def opening_indices(self, config: Any, n_frames: int) -> list[int]:
         """The frames its first look at a video will read (decoded ahead while another video's questions
         run, and kept by the index build): the uniform overview's, as ``Video.sample_uniform`` picks them."""
